@@ -1,0 +1,100 @@
+"""Who may read the app's protected endpoints (``/metrics``, health details).
+
+``OBSERVABILITY_AUTH_TOKEN`` and ``OBSERVABILITY_ALLOWED_IPS`` each grant access
+on their own: a caller with the token *or* from an allowed address gets in.
+With neither set, access is open.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+from enum import Enum
+
+from django.http import HttpRequest, HttpResponse
+
+from django_observability.conf import valid_or_default
+
+# Longest Authorization header we read. Anything longer is refused unread.
+MAX_AUTHORIZATION_LENGTH = 4096
+
+
+class Access(Enum):
+    GRANTED = "granted"
+    NO_CREDENTIALS = "no_credentials"  # 401: say how to authenticate
+    DENIED = "denied"  # 403
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(
+    allowed: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in allowed)
+
+
+def _address_allowed(request: HttpRequest, allowed: tuple[str, ...]) -> bool:
+    raw = request.META.get("REMOTE_ADDR") or ""
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in _networks(allowed))
+
+
+def bearer_token(request: HttpRequest) -> bytes | None:
+    """The raw bytes of an ``Authorization: Bearer`` token, or ``None``.
+
+    WSGI and ASGI servers hand Django header values decoded as Latin-1, so
+    encoding back to Latin-1 recovers the bytes the client sent.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION")
+    if not header or len(header) > MAX_AUTHORIZATION_LENGTH:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def token_matches(request: HttpRequest, token: str) -> bool:
+    """Constant-time comparison of the request's bearer token with ``token``."""
+    provided = bearer_token(request)
+    if provided is None:
+        return False
+    return hmac.compare_digest(provided, token.encode("utf-8"))
+
+
+def check_access(request: HttpRequest) -> Access:
+    """Whether the caller may read protected endpoints."""
+    token = valid_or_default("AUTH_TOKEN", None)
+    allowed = tuple(valid_or_default("ALLOWED_IPS", ()))
+    if token is None and not allowed:
+        return Access.GRANTED
+    if allowed and _address_allowed(request, allowed):
+        return Access.GRANTED
+    if token is not None:
+        if token_matches(request, token):
+            return Access.GRANTED
+        if bearer_token(request) is None:
+            return Access.NO_CREDENTIALS
+    return Access.DENIED
+
+
+def refusal(access: Access) -> HttpResponse:
+    """The response for a caller who may not read the endpoint."""
+    if access is Access.NO_CREDENTIALS:
+        response = HttpResponse(
+            "Authentication required.\n", status=401, content_type="text/plain; charset=utf-8"
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="django-observability"'
+        return response
+    return HttpResponse("Forbidden.\n", status=403, content_type="text/plain; charset=utf-8")

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.signals import got_request_exception, setting_changed
+
+from django_observability.conf import PREFIX
+
+
+class ObservabilityConfig(AppConfig):
+    name = "django_observability"
+    verbose_name = "Observability"
+    default = True
+
+    def ready(self) -> None:
+        from django_observability import checks  # noqa: F401  (registers the system checks)
+        from django_observability.middleware import record_exception
+
+        got_request_exception.connect(
+            record_exception, dispatch_uid="django_observability.record_exception"
+        )
+        setting_changed.connect(_setting_changed, dispatch_uid="django_observability.settings")
+
+
+_METRICS_SETTINGS = frozenset(
+    PREFIX + name
+    for name in (
+        "METRICS_ENABLED",
+        "METRICS_NAMESPACE",
+        "METRICS_LATENCY_BUCKETS",
+        "METRICS_SIZE_BUCKETS",
+        "METRICS_LABEL_CAP",
+        "SERVICE_VERSION",
+    )
+)
+
+
+def _setting_changed(setting: str, **kwargs: Any) -> None:
+    """Drop what was derived from a setting that changed (override_settings in tests)."""
+    if not setting.startswith(PREFIX):
+        return
+    from django_observability.access import _networks
+    from django_observability.metrics import reset_metrics
+    from django_observability.middleware import reset_config
+
+    reset_config()
+    _networks.cache_clear()
+    if setting in _METRICS_SETTINGS:
+        reset_metrics()

@@ -1,0 +1,85 @@
+"""Django system checks (``manage.py check``). IDs are documented in the README."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from django_observability.conf import PREFIX, VALIDATORS
+
+MIDDLEWARE_PATH = "django_observability.middleware.ObservabilityMiddleware"
+
+# Middleware that may stand before ours without a warning: they only time or
+# trace the request and want to be outermost too.
+ALLOWED_BEFORE = frozenset(
+    {
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware",
+    }
+)
+
+
+@register(Tags.compatibility)
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    count = middleware.count(MIDDLEWARE_PATH)
+    if count == 0:
+        return [
+            Error(
+                f"{MIDDLEWARE_PATH} is not in MIDDLEWARE.",
+                hint="Add it as the first entry of MIDDLEWARE.",
+                id="django_observability.E001",
+            )
+        ]
+    if count > 1:
+        return [
+            Error(
+                f"{MIDDLEWARE_PATH} is listed {count} times in MIDDLEWARE.",
+                hint="List it once, first; twice would count every request twice.",
+                id="django_observability.E002",
+            )
+        ]
+    before = [m for m in middleware[: middleware.index(MIDDLEWARE_PATH)] if m not in ALLOWED_BEFORE]
+    if before:
+        return [
+            Warning(
+                f"{MIDDLEWARE_PATH} is not first in MIDDLEWARE; {', '.join(before)} "
+                "run before it, so their time and their responses are not measured.",
+                hint="Move it to the top of MIDDLEWARE.",
+                id="django_observability.W001",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for name, (check_id, validator) in VALIDATORS.items():
+        full = PREFIX + name
+        if not hasattr(settings, full):
+            continue
+        problem = validator(getattr(settings, full))
+        if problem is not None:
+            errors.append(Error(f"{full} {problem}.", id=f"django_observability.{check_id}"))
+    return errors
+
+
+@register(Tags.security)
+def check_metrics_protected(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if settings.DEBUG:
+        return []
+    if getattr(settings, PREFIX + "AUTH_TOKEN", None) or getattr(
+        settings, PREFIX + "ALLOWED_IPS", None
+    ):
+        return []
+    return [
+        Warning(
+            "/metrics is readable by anyone: neither OBSERVABILITY_AUTH_TOKEN nor "
+            "OBSERVABILITY_ALLOWED_IPS is set.",
+            hint="Set a token for your scraper, or the addresses it scrapes from.",
+            id="django_observability.W002",
+        )
+    ]

@@ -1,0 +1,260 @@
+"""Typed, lazily read settings.
+
+Every property reads ``django.conf.settings`` each time it is used, so
+``override_settings`` works in tests. Values are validated by the system checks
+in :mod:`django_observability.checks`; at run time the code falls back to the
+default (and logs once) rather than fail a request because of a bad setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.conf import settings
+
+PREFIX = "OBSERVABILITY_"
+
+# Request latency, seconds. Chosen so that common SLO thresholds (100 ms,
+# 250 ms, 500 ms, 1 s, 2.5 s) sit exactly on a bucket boundary.
+DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+
+# Response body sizes, bytes: 100 B to 100 MB in decades.
+DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
+    100.0,
+    1_000.0,
+    10_000.0,
+    100_000.0,
+    1_000_000.0,
+    10_000_000.0,
+    100_000_000.0,
+)
+
+
+class Settings:
+    """One property per ``OBSERVABILITY_*`` setting, with its default."""
+
+    @property
+    def SERVICE_NAME(self) -> str:
+        value = getattr(settings, "OBSERVABILITY_SERVICE_NAME", None)
+        if value:
+            return str(value)
+        env = os.environ.get("OTEL_SERVICE_NAME")
+        if env:
+            return env
+        module = os.environ.get("DJANGO_SETTINGS_MODULE") or getattr(
+            settings, "SETTINGS_MODULE", None
+        )
+        return (module or "django").split(".", 1)[0]
+
+    @property
+    def SERVICE_VERSION(self) -> str:
+        value = getattr(settings, "OBSERVABILITY_SERVICE_VERSION", None)
+        if value:
+            return str(value)
+        return _otel_resource_attribute("service.version") or ""
+
+    @property
+    def ENVIRONMENT(self) -> str:
+        value = getattr(settings, "OBSERVABILITY_ENVIRONMENT", None)
+        if value:
+            return str(value)
+        return (
+            _otel_resource_attribute("deployment.environment.name")
+            or _otel_resource_attribute("deployment.environment")
+            or ""
+        )
+
+    @property
+    def METRICS_ENABLED(self) -> bool:
+        return bool(getattr(settings, "OBSERVABILITY_METRICS_ENABLED", True))
+
+    @property
+    def METRICS_NAMESPACE(self) -> str:
+        return getattr(settings, "OBSERVABILITY_METRICS_NAMESPACE", "") or ""
+
+    @property
+    def METRICS_LATENCY_BUCKETS(self) -> Sequence[float]:
+        return getattr(settings, "OBSERVABILITY_METRICS_LATENCY_BUCKETS", DEFAULT_LATENCY_BUCKETS)
+
+    @property
+    def METRICS_SIZE_BUCKETS(self) -> Sequence[float]:
+        return getattr(settings, "OBSERVABILITY_METRICS_SIZE_BUCKETS", DEFAULT_SIZE_BUCKETS)
+
+    @property
+    def METRICS_LABEL_CAP(self) -> int:
+        return getattr(settings, "OBSERVABILITY_METRICS_LABEL_CAP", 50)
+
+    @property
+    def REQUEST_ID_HEADER(self) -> str:
+        return getattr(settings, "OBSERVABILITY_REQUEST_ID_HEADER", "X-Request-ID")
+
+    @property
+    def REQUEST_ID_TRUST_INCOMING(self) -> bool:
+        return bool(getattr(settings, "OBSERVABILITY_REQUEST_ID_TRUST_INCOMING", True))
+
+    @property
+    def AUTH_TOKEN(self) -> str | None:
+        return getattr(settings, "OBSERVABILITY_AUTH_TOKEN", None) or None
+
+    @property
+    def ALLOWED_IPS(self) -> Sequence[str]:
+        return getattr(settings, "OBSERVABILITY_ALLOWED_IPS", ()) or ()
+
+    @property
+    def EXCLUDE_PATHS(self) -> Sequence[str]:
+        return getattr(settings, "OBSERVABILITY_EXCLUDE_PATHS", ()) or ()
+
+
+def _otel_resource_attribute(key: str) -> str | None:
+    """Read one ``key=value`` entry of ``OTEL_RESOURCE_ATTRIBUTES``."""
+    raw = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    for item in raw.split(","):
+        name, sep, value = item.partition("=")
+        if sep and name.strip() == key:
+            return value.strip() or None
+    return None
+
+
+conf = Settings()
+
+
+# Validation, shared by the system checks and by the run-time fallback to the
+# default. Each validator returns None when the value is fine, else a phrase
+# that completes "OBSERVABILITY_<NAME> ...".
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# RFC 9110 token characters: what a header field name may contain.
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _optional_str(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return None
+    return f"must be a string or None, not {type(value).__name__}"
+
+
+def _bool(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    return f"must be True or False, not {value!r}"
+
+
+def _namespace(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _METRIC_NAME.fullmatch(value):
+        return None
+    return f"must be empty or a Prometheus name ([a-zA-Z_][a-zA-Z0-9_]*), not {value!r}"
+
+
+def _buckets(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        return "must be a non-empty list of increasing positive numbers"
+    previous = 0.0
+    for bound in value:
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            return f"must contain only numbers, not {bound!r}"
+        if not math.isfinite(bound) and bound != math.inf:
+            return f"must contain only finite numbers (or inf), not {bound!r}"
+        if bound <= previous:
+            return "must be positive and strictly increasing"
+        previous = bound
+    return None
+
+
+def _positive_int(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return None
+    return f"must be a positive integer, not {value!r}"
+
+
+def _header_name(value: Any) -> str | None:
+    if isinstance(value, str) and _HEADER_TOKEN.fullmatch(value):
+        return None
+    return f"must be an HTTP header name such as 'X-Request-ID', not {value!r}"
+
+
+def _token(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"must be a string or None, not {type(value).__name__}"
+    if value and (value != value.strip() or not value.isprintable() or len(value) > 1024):
+        return "must be printable, without surrounding spaces, at most 1024 characters"
+    return None
+
+
+def _ip_networks(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return "must be a list of IP addresses or networks such as '10.0.0.0/8'"
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            return f"contains {item!r}, which is not an IP address or network"
+    return None
+
+
+def _path_prefixes(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return "must be a list of path prefixes such as ['/static/']"
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("/"):
+            return f"contains {item!r}; each prefix must be a string starting with '/'"
+    return None
+
+
+# Setting name (without the prefix) -> (system check id, validator).
+VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
+    "SERVICE_NAME": ("E010", _optional_str),
+    "SERVICE_VERSION": ("E011", _optional_str),
+    "ENVIRONMENT": ("E012", _optional_str),
+    "METRICS_ENABLED": ("E013", _bool),
+    "METRICS_NAMESPACE": ("E014", _namespace),
+    "METRICS_LATENCY_BUCKETS": ("E015", _buckets),
+    "METRICS_SIZE_BUCKETS": ("E016", _buckets),
+    "METRICS_LABEL_CAP": ("E017", _positive_int),
+    "REQUEST_ID_HEADER": ("E018", _header_name),
+    "REQUEST_ID_TRUST_INCOMING": ("E019", _bool),
+    "AUTH_TOKEN": ("E020", _token),
+    "ALLOWED_IPS": ("E021", _ip_networks),
+    "EXCLUDE_PATHS": ("E022", _path_prefixes),
+}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Problem with ``OBSERVABILITY_<name>`` = ``value``, or ``None`` if it is fine."""
+    return VALIDATORS[name][1](value)
+
+
+def valid_or_default(name: str, default: Any) -> Any:
+    """The setting's value if it is valid, else ``default`` (and an error log line)."""
+    value = getattr(conf, name)
+    problem = validate(name, value)
+    if problem is None:
+        return value
+    logging.getLogger("django_observability").error(
+        "OBSERVABILITY_%s %s; using %r instead (see the system checks)", name, problem, default
+    )
+    return default

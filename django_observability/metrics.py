@@ -1,0 +1,318 @@
+"""The Prometheus instruments and the rules that keep their labels bounded.
+
+Label rules (see the README's metrics reference):
+
+* ``route``: the URL pattern that matched (``/items/<int:pk>/``), never the raw
+  path; ``<unmatched>`` when no view was resolved.
+* ``method``: one of the standard HTTP methods, else ``_OTHER``.
+* ``status``: the numeric status code as a string.
+* labels whose values come from outside the URLconf (``exception``...) are
+  capped per metric; values past the cap are folded into ``_other``. In
+  Prometheus multiprocess mode the cap is shared by every process that writes
+  to the same ``PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import platform
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import django
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from django_observability import __version__
+from django_observability.conf import (
+    DEFAULT_LATENCY_BUCKETS,
+    DEFAULT_SIZE_BUCKETS,
+    conf,
+    valid_or_default,
+)
+
+logger = logging.getLogger("django_observability")
+
+UNMATCHED = "<unmatched>"
+OTHER_METHOD = "_OTHER"
+OTHER = "_other"
+
+# Mapping rather than a set so that one dict lookup both tests and returns the
+# interned label value.
+_METHOD_LABELS: dict[str, str] = {
+    m: m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+}
+
+
+def method_label(method: str | None) -> str:
+    """``method`` label: a standard HTTP method, else ``_OTHER``."""
+    return _METHOD_LABELS.get(method, OTHER_METHOD) if method else OTHER_METHOD
+
+
+# The keys are pattern strings from the URLconf, so the cache is bounded by the
+# number of routes; the size guard only protects against pathological
+# resolvers that invent routes.
+_ROUTE_CACHE_MAX = 10_000
+_route_cache: dict[str, str] = {}
+
+
+def route_label(resolver_match: Any) -> str:
+    """``route`` label for a request's ``resolver_match`` (``None`` when unresolved)."""
+    if resolver_match is None:
+        return UNMATCHED
+    route = resolver_match.route
+    if route is None:
+        return UNMATCHED
+    label = _route_cache.get(route)
+    if label is None:
+        label = _route_from_pattern(route)
+        if len(_route_cache) < _ROUTE_CACHE_MAX:
+            _route_cache[route] = label
+    return label
+
+
+def _route_from_pattern(route: str) -> str:
+    # Django joins nested include() prefixes for us and drops the "^" of
+    # inner regexes; what is left of regex anchors is a leading "^" and a
+    # trailing "$" or "\Z".
+    if route.startswith("^"):
+        route = route[1:]
+    if route.endswith("\\Z"):
+        route = route[:-2]
+    elif route.endswith("$") and not route.endswith("\\$"):
+        route = route[:-1]
+    return "/" + route
+
+
+def exception_name(exc: BaseException | type[BaseException]) -> str:
+    """Fully qualified class name, ``module.QualName``."""
+    cls = exc if isinstance(exc, type) else type(exc)
+    module = cls.__module__
+    if module in (None, "builtins"):
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+class CappedLabel:
+    """Admits at most ``cap`` distinct values for one label; the rest become ``_other``.
+
+    Without a shared directory the set is per process. With one (Prometheus
+    multiprocess mode), the admitted values are recorded in a small file in
+    that directory under an exclusive lock, so every worker, including
+    workers started later, agrees on the same set and the cap holds for the
+    whole deployment. A process touches the file only when it meets a value it
+    has not seen yet, and never again once the set is full.
+    """
+
+    def __init__(self, metric: str, cap: int, shared_dir: str | None = None) -> None:
+        self.cap = cap
+        self._admitted: set[str] = set()
+        self._full = False
+        self._lock = threading.Lock()
+        self._path = (
+            os.path.join(shared_dir, f"labels_{metric}.txt") if shared_dir is not None else None
+        )
+
+    def __call__(self, value: str) -> str:
+        if value in self._admitted:
+            return value
+        if self._full:
+            return OTHER
+        with self._lock:
+            if value in self._admitted:
+                return value
+            if self._path is None:
+                admitted = len(self._admitted) < self.cap
+                if admitted:
+                    self._admitted.add(value)
+                else:
+                    self._full = True
+            else:
+                admitted = self._admit_shared(value)
+        return value if admitted else OTHER
+
+    def _admit_shared(self, value: str) -> bool:
+        assert self._path is not None
+        line = value.replace("\n", " ")
+        with open(self._path, "a+", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fh.seek(0)
+                known = [v for v in fh.read().split("\n") if v]
+                admitted = line in known
+                if not admitted and len(known) < self.cap:
+                    fh.write(line + "\n")
+                    fh.flush()
+                    known.append(line)
+                    admitted = True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        self._admitted.update(known)
+        if len(known) >= self.cap:
+            self._full = True
+        return admitted
+
+
+class RequestMetrics:
+    """The request instruments, created for one namespace and bucket layout."""
+
+    def __init__(
+        self,
+        namespace: str = "",
+        latency_buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
+        size_buckets: Sequence[float] = DEFAULT_SIZE_BUCKETS,
+        label_cap: int = 50,
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self.registry = registry
+        self.namespace = namespace
+        self.duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests, by route template.",
+            ["method", "route", "status"],
+            namespace=namespace,
+            buckets=latency_buckets,
+            registry=registry,
+        )
+        self.active = Gauge(
+            "http_server_active_requests",
+            "Number of HTTP server requests in flight.",
+            ["method"],
+            namespace=namespace,
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.body_size = Histogram(
+            "http_server_response_body_size_bytes",
+            "Size of HTTP response bodies, by route template.",
+            ["method", "route"],
+            namespace=namespace,
+            buckets=size_buckets,
+            registry=registry,
+        )
+        self.exceptions = Counter(
+            "http_server_exceptions",
+            "Exceptions that Django turned into a 500 response, by route and class.",
+            ["route", "exception"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "django_observability_build_info",
+            "Versions of django-observability, Django, Python and the service; value 1.",
+            ["version", "django_version", "python_version", "service_version"],
+            namespace=namespace,
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.build_info.labels(
+            __version__, django.get_version(), platform.python_version(), conf.SERVICE_VERSION
+        ).set(1)
+        shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        self.exception_label = CappedLabel(_full_name(namespace, "exception"), label_cap, shared_dir)
+        # Children cached by label tuple: labels() validates and locks on every
+        # call, a dict lookup does not. Keys are bounded by the label rules.
+        self._duration_children: dict[tuple[str, str, str], Any] = {}
+        self._size_children: dict[tuple[str, str], Any] = {}
+        self._active_children: dict[str, Any] = {}
+
+    def active_child(self, method: str) -> Any:
+        child = self._active_children.get(method)
+        if child is None:
+            child = self._active_children[method] = self.active.labels(method)
+        return child
+
+    def observe(
+        self,
+        method: str,
+        route: str,
+        status: str,
+        seconds: float,
+        body_bytes: int | None,
+    ) -> None:
+        key = (method, route, status)
+        child = self._duration_children.get(key)
+        if child is None:
+            child = self._duration_children[key] = self.duration.labels(method, route, status)
+        child.observe(seconds)
+        if body_bytes is not None:
+            skey = (method, route)
+            schild = self._size_children.get(skey)
+            if schild is None:
+                schild = self._size_children[skey] = self.body_size.labels(method, route)
+            schild.observe(body_bytes)
+
+    def count_exception(self, route: str, exc_name: str) -> None:
+        self.exceptions.labels(route, self.exception_label(exc_name)).inc()
+
+    def unregister(self) -> None:
+        if self.registry is None:
+            return
+        for collector in (
+            self.duration,
+            self.active,
+            self.body_size,
+            self.exceptions,
+            self.build_info,
+        ):
+            try:
+                self.registry.unregister(collector)
+            except KeyError:
+                pass
+
+
+def _full_name(namespace: str, name: str) -> str:
+    return f"{namespace}_{name}" if namespace else name
+
+
+_metrics: RequestMetrics | None = None
+_metrics_failed = False
+_metrics_lock = threading.Lock()
+
+
+def get_metrics() -> RequestMetrics | None:
+    """The process's request instruments, created on first use.
+
+    Returns ``None`` when metrics are switched off, or when they could not be
+    created (an invalid setting; logged once).
+    """
+    metrics = _metrics
+    if metrics is not None or _metrics_failed:
+        return metrics
+    return _create_metrics()
+
+
+def _create_metrics() -> RequestMetrics | None:
+    global _metrics, _metrics_failed
+    with _metrics_lock:
+        if _metrics is not None or _metrics_failed:
+            return _metrics
+        if not conf.METRICS_ENABLED:
+            _metrics_failed = True
+            return None
+        try:
+            _metrics = RequestMetrics(
+                namespace=valid_or_default("METRICS_NAMESPACE", ""),
+                latency_buckets=valid_or_default("METRICS_LATENCY_BUCKETS", DEFAULT_LATENCY_BUCKETS),
+                size_buckets=valid_or_default("METRICS_SIZE_BUCKETS", DEFAULT_SIZE_BUCKETS),
+                label_cap=valid_or_default("METRICS_LABEL_CAP", 50),
+            )
+        except Exception:
+            _metrics_failed = True
+            logger.exception("django_observability: could not create the request metrics")
+        return _metrics
+
+
+def reset_metrics() -> None:
+    """Drop the instruments so the next use recreates them from the settings.
+
+    Called when a metrics setting changes; tests call it for fresh values.
+    """
+    global _metrics, _metrics_failed
+    with _metrics_lock:
+        if _metrics is not None:
+            _metrics.unregister()
+        _metrics = None
+        _metrics_failed = False

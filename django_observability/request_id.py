@@ -1,0 +1,48 @@
+"""Request ids: validate an incoming one or make a new one, and expose it.
+
+The id of the request being served is available as ``request.request_id`` and,
+anywhere in the code that serves it (sync or async, including code run through
+``sync_to_async``), from :func:`get_request_id`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+# What we accept from a client: short, and characters that are safe in a log
+# line, a header and a URL without escaping.
+MAX_LENGTH = 128
+_SAFE = re.compile(r"[A-Za-z0-9._:\-]+")
+
+_current: ContextVar[str | None] = ContextVar("django_observability_request_id", default=None)
+
+
+def get_request_id() -> str | None:
+    """The id of the request being served in this context, or ``None`` outside a request."""
+    return _current.get()
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 lowercase hex digits (a random UUID)."""
+    return uuid.uuid4().hex
+
+
+def is_valid(value: str) -> bool:
+    """Whether a client-supplied id is short and made only of safe characters."""
+    return 0 < len(value) <= MAX_LENGTH and _SAFE.fullmatch(value) is not None
+
+
+def from_meta(meta: dict[str, object], meta_key: str, trust_incoming: bool = True) -> str:
+    """The incoming id from ``request.META[meta_key]`` if it is valid, else a new one."""
+    if trust_incoming:
+        value = meta.get(meta_key)
+        if type(value) is str and is_valid(value):
+            return value
+    return new_request_id()
+
+
+def meta_key(header: str) -> str:
+    """The ``request.META`` key under which Django stores a request header."""
+    return "HTTP_" + header.upper().replace("-", "_")

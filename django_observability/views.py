@@ -1,0 +1,68 @@
+"""The ``/metrics`` endpoint."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from django_observability.access import Access, check_access, refusal
+from django_observability.metrics import get_metrics
+from django_observability.middleware import observability_exempt
+
+try:  # Django >= 5.1
+    from django.contrib.auth.decorators import login_not_required
+except ImportError:  # pragma: no cover - older Django
+
+    def login_not_required(view):  # type: ignore[no-untyped-def]
+        return view
+
+
+def metrics_registry() -> CollectorRegistry:
+    """What ``/metrics`` serves.
+
+    In Prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) a fresh
+    registry that aggregates every worker's files; otherwise the default
+    registry, so metrics of other libraries (django-prometheus's database and
+    cache backends, for instance) appear too.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+        return registry
+    return REGISTRY
+
+
+@csrf_exempt
+@never_cache
+@login_not_required
+@require_safe
+@observability_exempt
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition: OpenMetrics when the scraper asks for it, else text."""
+    access = check_access(request)
+    if access is not Access.GRANTED:
+        return refusal(access)
+    # Make sure our own instruments (build info above all) exist in this
+    # process even before it served a request.
+    get_metrics()
+    registry = metrics_registry()
+    names = request.GET.getlist("name[]")
+    if names:
+        registry = registry.restricted_registry(names)
+    encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
+    output = encoder(registry)
+    response = HttpResponse(output, content_type=content_type)
+    if gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
+        response.content = gzip.compress(output, compresslevel=6)
+        response["Content-Encoding"] = "gzip"
+    response["Vary"] = "Accept, Accept-Encoding"
+    return response
