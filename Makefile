@@ -1,0 +1,66 @@
+# Two commands matter: `make demo` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR := .demo
+# Root installs Debian packages directly; anyone else goes through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Where pyenv provides the other supported interpreters, let nox find them.
+export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12|13)\.' | sort -rV | awk -F. '!seen[$$1"."$$2]++' | paste -sd: -)
+
+.PHONY: venv peers lint test test-unit test-matrix demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Real peers for the tests: promtool and Prometheus (Debian's package).
+peers:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  echo "installing Debian's prometheus package (promtool, prometheus)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The whole suite on this interpreter, then the unit tests on the other
+# supported Python/Django combinations.
+test: venv peers lint
+	$(BIN)/pytest
+	$(MAKE) test-matrix
+
+test-unit: venv
+	$(BIN)/pytest -m "not peers"
+
+test-matrix: venv
+	$(BIN)/nox
+
+demo: venv
+	mkdir -p $(DEMO_DIR)
+	cd example_project && ../$(BIN)/python manage.py migrate --noinput
+	@echo
+	@echo "Serving the example project on http://127.0.0.1:8000 (gunicorn, 2 workers, Prometheus multiprocess mode)"
+	@echo "  http://127.0.0.1:8000/                    the index (JSON, shows the worker pid and request id)"
+	@echo "  http://127.0.0.1:8000/api/v1/items/1/     a route with an int converter"
+	@echo "  http://127.0.0.1:8000/api/v1/archive/2024/ a re_path route"
+	@echo "  http://127.0.0.1:8000/boom/               a view that raises (500)"
+	@echo "  http://127.0.0.1:8000/slow/?seconds=1     a slow view"
+	@echo "  http://127.0.0.1:8000/metrics             Prometheus metrics (open to loopback)"
+	@echo "Stop with Ctrl-C."
+	@echo
+	cd example_project && PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(DEMO_DIR)/prometheus-multiproc \
+	  ../$(BIN)/gunicorn -c gunicorn.conf.py example.wsgi
+
+bench: venv
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .nox .pytest_cache .ruff_cache $(DEMO_DIR) example_project/db.sqlite3

@@ -1,0 +1,39 @@
+"""gunicorn configuration for Prometheus multiprocess mode.
+
+Every worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR and
+/metrics aggregates them. The directory must be empty when gunicorn starts
+(stale files from an earlier run would be added to the counts) and it must be
+set before any worker imports prometheus_client: here, in the master.
+"""
+
+import os
+import shutil
+import tempfile
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+timeout = 30
+graceful_timeout = 10
+accesslog = None  # the app logs its own requests
+
+_multiproc_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="prometheus-multiproc-")
+)
+
+
+def on_starting(server):
+    # Start from an empty directory: leftovers belong to processes long gone.
+    if os.path.isdir(_multiproc_dir):
+        shutil.rmtree(_multiproc_dir)
+    os.makedirs(_multiproc_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    # Drop the dead worker's live gauges (in-flight requests, build info);
+    # its counters and histograms stay in the totals.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _multiproc_dir)

@@ -1,0 +1,79 @@
+import asyncio
+import os
+import time
+
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+
+
+class CheckoutError(Exception):
+    """What the /boom/ views raise: shows up in http_server_exceptions_total."""
+
+
+ITEMS = {1: "teapot", 2: "kettle", 3: "mug"}
+
+
+def index(request):
+    return JsonResponse(
+        {
+            "service": "example-shop",
+            "pid": os.getpid(),
+            "request_id": request.request_id,
+            "try": ["/api/v1/items/1/", "/api/v1/archive/2024/", "/boom/", "/metrics"],
+        }
+    )
+
+
+def item_list(request):
+    return JsonResponse({"items": [{"id": k, "name": v} for k, v in ITEMS.items()]})
+
+
+def item_detail(request, pk):
+    if pk not in ITEMS:
+        raise Http404("no such item")
+    return JsonResponse({"id": pk, "name": ITEMS[pk], "pid": os.getpid()})
+
+
+async def async_item_detail(request, pk):
+    await asyncio.sleep(0)
+    if pk not in ITEMS:
+        raise Http404("no such item")
+    return JsonResponse({"id": pk, "name": ITEMS[pk], "pid": os.getpid(), "async": True})
+
+
+def order_detail(request, order_id):
+    return JsonResponse({"order": str(order_id)})
+
+
+def category(request, slug):
+    return JsonResponse({"category": slug})
+
+
+def docs(request, page):
+    return HttpResponse(f"docs: {page}", content_type="text/plain")
+
+
+def archive(request, year):
+    return JsonResponse({"year": int(year)})
+
+
+def slow(request):
+    seconds = min(float(request.GET.get("seconds", "0.3")), 5.0)
+    time.sleep(seconds)
+    return JsonResponse({"slept": seconds})
+
+
+def boom(request):
+    raise CheckoutError("checkout failed")
+
+
+async def async_boom(request):
+    await asyncio.sleep(0)
+    raise CheckoutError("async checkout failed")
+
+
+def stream(request):
+    def rows():
+        for i in range(100):
+            yield f"{i},row {i}\n".encode()
+
+    return StreamingHttpResponse(rows(), content_type="text/csv")

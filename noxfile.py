@@ -1,0 +1,26 @@
+"""Unit tests on the supported Python/Django combinations besides the main one.
+
+`make test` runs the whole suite (real peers included) on the main
+interpreter, then these sessions. Run one with `nox -s "unit-3.13(django='6.1')"`.
+"""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+# (python, django) pairs; Django 6.x needs Python 3.12+.
+COMBINATIONS = [
+    ("3.12", "6.0"),
+    ("3.13", "6.1"),
+    ("3.13", "5.2"),
+]
+
+
+@nox.session(name="unit")
+@nox.parametrize(("python", "django"), COMBINATIONS)
+def unit(session: nox.Session, django: str) -> None:
+    session.install(f"django~={django}.0", "-e", ".[test]")
+    session.run("python", "-c", "import django, sys; print(sys.version, django.get_version())")
+    session.run("pytest", "-m", "not peers", "-q", "-p", "no:cacheprovider", *session.posargs)
