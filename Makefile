@@ -7,7 +7,7 @@ DEMO_DIR := .demo
 # Root installs Debian packages directly; anyone else goes through sudo.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Where pyenv provides the other supported interpreters, let nox find them.
-export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12|13)\.' | sort -rV | awk -F. '!seen[$$1"."$$2]++' | paste -sd: -)
+export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12|13)\.' | sort -V | awk -F. '!seen[$$1"."$$2]++' | paste -sd: -)
 
 .PHONY: venv peers lint test test-unit test-matrix demo bench clean
 
