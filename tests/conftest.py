@@ -1,0 +1,43 @@
+import pytest
+from prometheus_client import REGISTRY
+
+from django_observability.metrics import reset_metrics
+
+
+@pytest.fixture(autouse=True)
+def fresh_metrics():
+    """Every test starts from new instruments (zero counts)."""
+    reset_metrics()
+    yield
+    reset_metrics()
+
+
+class Samples:
+    """Read the default registry the way a scrape would."""
+
+    def value(self, name, **labels):
+        return REGISTRY.get_sample_value(name, labels)
+
+    def count(self, route, method="GET", status="200", prefix=""):
+        return self.value(
+            f"{prefix}http_server_request_duration_seconds_count",
+            method=method,
+            route=route,
+            status=status,
+        )
+
+    def series(self, name):
+        """Label dicts of every sample called ``name``."""
+        return [
+            s.labels for metric in REGISTRY.collect() for s in metric.samples if s.name == name
+        ]
+
+    def total(self, name):
+        return sum(
+            s.value for metric in REGISTRY.collect() for s in metric.samples if s.name == name
+        )
+
+
+@pytest.fixture
+def samples():
+    return Samples()
