@@ -1,5 +1,6 @@
 from django.urls import include, path, re_path
 
+from django_observability import observability_exempt
 from tests import views
 
 archive = [
@@ -26,6 +27,12 @@ urlpatterns = [
     path("stream/", views.stream, name="stream"),
     path("async-stream/", views.async_stream, name="async-stream"),
     path("file/", views.file, name="file"),
+    path("inflight/", views.inflight, name="inflight"),
+    path("ids/", views.request_ids, name="ids"),
+    path("async-ids/", views.async_request_ids, name="async-ids"),
+    path("numbered/<int:n>/", views.raise_numbered, name="numbered"),
+    path("exempt/", observability_exempt(views.exempt), name="exempt"),
+    path("async-exempt/", observability_exempt(views.async_exempt), name="async-exempt"),
     re_path(r"^legacy/(?P<code>[a-z]+)\Z", views.ok, name="legacy"),
     path("", include("django_observability.urls")),
 ]

@@ -56,3 +56,38 @@ async def async_stream(request):
 
 def file(request):
     return FileResponse(open(__file__, "rb"))
+
+
+def inflight(request):
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("http_server_active_requests", {"method": request.method})
+    return HttpResponse(str(value))
+
+
+def request_ids(request):
+    from django_observability import get_request_id
+
+    return HttpResponse(f"{request.request_id} {get_request_id()}")
+
+
+async def async_request_ids(request):
+    from asgiref.sync import sync_to_async
+
+    from django_observability import get_request_id
+
+    in_thread = await sync_to_async(get_request_id)()
+    return HttpResponse(f"{request.request_id} {get_request_id()} {in_thread}")
+
+
+def raise_numbered(request, n):
+    # A distinct exception class per n: stands for a code base with many.
+    raise type(f"Numbered{n}Error", (Exception,), {})("numbered")
+
+
+def exempt(request):
+    return HttpResponse("exempt")
+
+
+async def async_exempt(request):
+    return HttpResponse("async exempt")
