@@ -173,6 +173,7 @@ class RequestMetrics:
             "Duration of HTTP server requests, by route template.",
             ["method", "route", "status"],
             namespace=namespace,
+            unit="seconds",
             buckets=latency_buckets,
             registry=registry,
         )
@@ -189,6 +190,7 @@ class RequestMetrics:
             "Size of HTTP response bodies, by route template.",
             ["method", "route"],
             namespace=namespace,
+            unit="bytes",
             buckets=size_buckets,
             registry=registry,
         )

@@ -1,0 +1,101 @@
+import pytest
+from django.core.checks import run_checks
+from django.core.management import call_command
+from django.test import override_settings
+
+MW = "django_observability.middleware.ObservabilityMiddleware"
+
+
+def ids(tags=None):
+    return sorted(m.id for m in run_checks(tags=tags) if m.id.startswith("django_observability"))
+
+
+def test_project_passes_check_command():
+    call_command("check", fail_level="WARNING")
+
+
+@override_settings(MIDDLEWARE=["django.middleware.common.CommonMiddleware"])
+def test_e001_middleware_missing():
+    assert ids() == ["django_observability.E001"]
+
+
+@override_settings(MIDDLEWARE=[MW, "django.middleware.common.CommonMiddleware", MW])
+def test_e002_middleware_twice():
+    assert ids() == ["django_observability.E002"]
+
+
+@override_settings(MIDDLEWARE=["django.middleware.common.CommonMiddleware", MW])
+def test_w001_not_first():
+    (message,) = [m for m in run_checks() if m.id == "django_observability.W001"]
+    assert "django.middleware.common.CommonMiddleware" in message.msg
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware",
+    ],
+)
+def test_timing_middleware_may_stand_before(first):
+    with override_settings(MIDDLEWARE=[first, MW]):
+        assert ids() == []
+
+
+@override_settings(DEBUG=False, OBSERVABILITY_AUTH_TOKEN=None, OBSERVABILITY_ALLOWED_IPS=[])
+def test_w002_public_metrics_without_debug():
+    assert ids() == ["django_observability.W002"]
+    with override_settings(DEBUG=True):
+        assert ids() == []
+    with override_settings(OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8"]):
+        assert ids() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id"),
+    [
+        ("SERVICE_NAME", 42, "E010"),
+        ("SERVICE_VERSION", ["1"], "E011"),
+        ("ENVIRONMENT", 1.5, "E012"),
+        ("METRICS_ENABLED", "yes", "E013"),
+        ("METRICS_NAMESPACE", "my-shop", "E014"),
+        ("METRICS_NAMESPACE", "1shop", "E014"),
+        ("METRICS_LATENCY_BUCKETS", [0.5, 0.1], "E015"),
+        ("METRICS_LATENCY_BUCKETS", [], "E015"),
+        ("METRICS_LATENCY_BUCKETS", "0.1,0.5", "E015"),
+        ("METRICS_LATENCY_BUCKETS", [0, 1], "E015"),
+        ("METRICS_LATENCY_BUCKETS", [0.1, "1"], "E015"),
+        ("METRICS_SIZE_BUCKETS", [100, 100], "E016"),
+        ("METRICS_LABEL_CAP", 0, "E017"),
+        ("METRICS_LABEL_CAP", True, "E017"),
+        ("REQUEST_ID_HEADER", "X Request ID", "E018"),
+        ("REQUEST_ID_HEADER", "", "E018"),
+        ("REQUEST_ID_TRUST_INCOMING", 1, "E019"),
+        ("AUTH_TOKEN", 12345, "E020"),
+        ("AUTH_TOKEN", " padded ", "E020"),
+        ("AUTH_TOKEN", "line\nbreak", "E020"),
+        ("ALLOWED_IPS", "10.0.0.0/8", "E021"),
+        ("ALLOWED_IPS", ["10.0.0.300"], "E021"),
+        ("EXCLUDE_PATHS", "/static/", "E022"),
+        ("EXCLUDE_PATHS", ["static/"], "E022"),
+    ],
+)
+def test_setting_errors(setting, value, check_id):
+    with override_settings(**{f"OBSERVABILITY_{setting}": value}):
+        messages = [m for m in run_checks() if m.id == f"django_observability.{check_id}"]
+    assert len(messages) == 1
+    assert f"OBSERVABILITY_{setting}" in messages[0].msg
+
+
+@override_settings(
+    OBSERVABILITY_SERVICE_NAME="shop",
+    OBSERVABILITY_METRICS_NAMESPACE="shop",
+    OBSERVABILITY_METRICS_LATENCY_BUCKETS=(0.1, 1, float("inf")),
+    OBSERVABILITY_METRICS_LABEL_CAP=10,
+    OBSERVABILITY_REQUEST_ID_HEADER="X-Correlation-ID",
+    OBSERVABILITY_AUTH_TOKEN="s3cret",
+    OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8", "::1"],
+    OBSERVABILITY_EXCLUDE_PATHS=("/static/",),
+)
+def test_valid_settings_pass():
+    assert ids() == []

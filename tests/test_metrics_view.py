@@ -1,0 +1,194 @@
+import gzip
+import os
+import subprocess
+import sys
+
+import django
+import pytest
+from django.test import Client, override_settings
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.clients import AsyncHTTP, SyncHTTP
+
+TOKEN = {"Authorization": "Bearer test-token"}
+
+
+@pytest.fixture(params=["sync", "async"])
+def http(request):
+    return SyncHTTP() if request.param == "sync" else AsyncHTTP()
+
+
+def families(body):
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def test_text_format_by_default(http):
+    http.get("/api/v1/items/1/")
+    response = http.get("/metrics", headers=TOKEN)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    parsed = families(response.body)
+    assert parsed["http_server_request_duration_seconds"].type == "histogram"
+    assert parsed["http_server_active_requests"].type == "gauge"
+    assert parsed["http_server_exceptions"].type == "counter"
+    assert "django_observability_build_info" in parsed
+
+
+def test_openmetrics_when_asked(http):
+    http.get("/")
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    response = http.get("/metrics", headers={**TOKEN, "Accept": accept})
+    assert response["Content-Type"].startswith("application/openmetrics-text")
+    text = response.body.decode()
+    assert text.rstrip().endswith("# EOF")
+    assert "# UNIT http_server_request_duration_seconds seconds" in text
+
+
+def test_gzip_when_accepted(http):
+    http.get("/")
+    response = http.get("/metrics", headers={**TOKEN, "Accept-Encoding": "gzip"})
+    assert response["Content-Encoding"] == "gzip"
+    assert b"http_server_request_duration_seconds_count" in gzip.decompress(response.body)
+
+
+def test_name_filter(http):
+    http.get("/")
+    response = http.get(
+        "/metrics?name[]=http_server_active_requests", headers=TOKEN
+    )
+    assert set(families(response.body)) == {"http_server_active_requests"}
+
+
+def test_never_cached_and_safe_methods_only(http):
+    response = http.get("/metrics", headers=TOKEN)
+    assert "no-cache" in response["Cache-Control"]
+    assert http.request("HEAD", "/metrics", headers=TOKEN).status_code == 200
+    assert http.request("POST", "/metrics", headers=TOKEN).status_code == 405
+
+
+def test_csrf_exempt():
+    client = Client(enforce_csrf_checks=True)
+    with override_settings(
+        MIDDLEWARE=[
+            "django_observability.middleware.ObservabilityMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+        ]
+    ):
+        # Refused for the method, not for a missing CSRF token.
+        assert client.post("/metrics", headers=TOKEN).status_code == 405
+
+
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="LoginRequiredMiddleware is Django 5.1+")
+@override_settings(
+    MIDDLEWARE=[
+        "django_observability.middleware.ObservabilityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
+)
+def test_reachable_with_login_required_middleware(http):
+    assert http.get("/metrics", headers=TOKEN).status_code == 200
+
+
+# --- protection -----------------------------------------------------------------
+
+
+@override_settings(OBSERVABILITY_AUTH_TOKEN=None, OBSERVABILITY_ALLOWED_IPS=[])
+def test_public_when_nothing_is_configured(http):
+    assert http.get("/metrics").status_code == 200
+
+
+def test_token_required(http):
+    response = http.get("/metrics")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert http.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert http.get("/metrics", headers={"Authorization": "bearer test-token"}).status_code == 200
+    assert http.get("/metrics", headers={"Authorization": "Bearer  test-token "}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer " + "x" * 10_000,
+        "Bearer tëst-tökén",
+        "Bearer \x00\x01\x02",
+        "Basic dGVzdDp0ZXN0",
+        "Bearer",
+        "Bearer test-token\r\nX: y",
+        "",
+        "Bearer test-token-but-longer",
+    ],
+)
+def test_hostile_authorization_headers(header):
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=header)
+    assert response.status_code in (401, 403)
+    assert b"http_server" not in response.content
+
+
+@override_settings(OBSERVABILITY_AUTH_TOKEN="tëst-tökén")
+def test_non_ascii_token_compared_as_bytes():
+    # What a WSGI server hands Django for the UTF-8 bytes the client sent.
+    as_latin1 = "tëst-tökén".encode().decode("latin-1")
+    client = Client()
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {as_latin1}").status_code == 200
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer tëst-tökén").status_code == 403
+
+
+@override_settings(OBSERVABILITY_AUTH_TOKEN=None, OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8", "::1"])
+def test_allowed_ips():
+    client = Client()
+    assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="::ffff:10.0.0.1").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="192.168.1.1").status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="not-an-ip").status_code == 403
+
+
+@override_settings(OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8"])
+def test_token_or_address(http):
+    client = Client()
+    assert client.get("/metrics", REMOTE_ADDR="10.9.9.9").status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="8.8.8.8", **{"HTTP_AUTHORIZATION": "Bearer test-token"}).status_code == 200
+    assert client.get("/metrics", REMOTE_ADDR="8.8.8.8").status_code == 401
+
+
+@override_settings(OBSERVABILITY_AUTH_TOKEN=None, OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8"])
+def test_address_checked_under_asgi():
+    # The ASGI scope's "client" is the address Django sees.
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    def status_from(address):
+        scope = {"method": "GET", "path": "/metrics", "query_string": "", "client": address}
+        scope["headers"] = [(b"host", b"testserver")]
+        return async_to_sync(AsyncClient().request)(**scope).status_code
+
+    assert status_from(["127.0.0.1", 4242]) == 403
+    assert status_from(["10.0.0.5", 4242]) == 200
+
+
+# --- multiprocess mode ----------------------------------------------------------
+
+WRITER = """
+import sys
+from prometheus_client import Counter, Gauge
+c = Counter("writer_jobs", "Jobs.", ["kind"])
+c.labels("a").inc(int(sys.argv[1]))
+Gauge("writer_live", "Live.", multiprocess_mode="livesum").set(1)
+"""
+
+
+def test_multiprocess_mode_aggregates_every_process(tmp_path, monkeypatch):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for n in (3, 4):
+        subprocess.run([sys.executable, "-c", WRITER, str(n)], env=env, check=True)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    response = Client().get("/metrics", headers=TOKEN)
+    parsed = families(response.content)
+    (sample,) = [s for s in parsed["writer_jobs"].samples if s.name == "writer_jobs_total"]
+    assert sample.value == 7
+    # Served from a fresh registry: this process's own default registry
+    # (where the in-process metrics live) is not mixed in.
+    assert "python_info" not in parsed
