@@ -14,6 +14,7 @@ Label rules (see the README's metrics reference):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -213,7 +214,9 @@ class RequestMetrics:
             __version__, django.get_version(), platform.python_version(), conf.SERVICE_VERSION
         ).set(1)
         shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-        self.exception_label = CappedLabel(_full_name(namespace, "exception"), label_cap, shared_dir)
+        self.exception_label = CappedLabel(
+            _full_name(namespace, "exception"), label_cap, shared_dir
+        )
         # Children cached by label tuple: labels() validates and locks on every
         # call, a dict lookup does not. Keys are bounded by the label rules.
         self._duration_children: dict[tuple[str, str, str], Any] = {}
@@ -259,10 +262,8 @@ class RequestMetrics:
             self.exceptions,
             self.build_info,
         ):
-            try:
+            with contextlib.suppress(KeyError):
                 self.registry.unregister(collector)
-            except KeyError:
-                pass
 
 
 def _full_name(namespace: str, name: str) -> str:
@@ -297,7 +298,9 @@ def _create_metrics() -> RequestMetrics | None:
         try:
             _metrics = RequestMetrics(
                 namespace=valid_or_default("METRICS_NAMESPACE", ""),
-                latency_buckets=valid_or_default("METRICS_LATENCY_BUCKETS", DEFAULT_LATENCY_BUCKETS),
+                latency_buckets=valid_or_default(
+                    "METRICS_LATENCY_BUCKETS", DEFAULT_LATENCY_BUCKETS
+                ),
                 size_buckets=valid_or_default("METRICS_SIZE_BUCKETS", DEFAULT_SIZE_BUCKETS),
                 label_cap=valid_or_default("METRICS_LABEL_CAP", 50),
             )

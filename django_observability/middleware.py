@@ -300,8 +300,9 @@ class ObservabilityMiddleware:
 
 
 def _reset(token: Any) -> None:
+    # try/except rather than contextlib.suppress: this runs on every request.
     if token is not None:
-        try:
+        try:  # noqa: SIM105
             _request_id._current.reset(token)
         except ValueError:
             # Created in another context (a response finished elsewhere).

@@ -28,9 +28,7 @@ class Samples:
 
     def series(self, name):
         """Label dicts of every sample called ``name``."""
-        return [
-            s.labels for metric in REGISTRY.collect() for s in metric.samples if s.name == name
-        ]
+        return [s.labels for metric in REGISTRY.collect() for s in metric.samples if s.name == name]
 
     def total(self, name):
         return sum(

@@ -53,9 +53,7 @@ def test_gzip_when_accepted(http):
 
 def test_name_filter(http):
     http.get("/")
-    response = http.get(
-        "/metrics?name[]=http_server_active_requests", headers=TOKEN
-    )
+    response = http.get("/metrics?name[]=http_server_active_requests", headers=TOKEN)
     assert set(families(response.body)) == {"http_server_active_requests"}
 
 
@@ -150,7 +148,12 @@ def test_allowed_ips():
 def test_token_or_address(http):
     client = Client()
     assert client.get("/metrics", REMOTE_ADDR="10.9.9.9").status_code == 200
-    assert client.get("/metrics", REMOTE_ADDR="8.8.8.8", **{"HTTP_AUTHORIZATION": "Bearer test-token"}).status_code == 200
+    assert (
+        client.get(
+            "/metrics", REMOTE_ADDR="8.8.8.8", **{"HTTP_AUTHORIZATION": "Bearer test-token"}
+        ).status_code
+        == 200
+    )
     assert client.get("/metrics", REMOTE_ADDR="8.8.8.8").status_code == 401
 
 

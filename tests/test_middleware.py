@@ -221,7 +221,8 @@ def test_file_response_size_from_content_length(http, samples):
     response = http.get("/file/")
     with open(tests.views.__file__, "rb") as fh:
         expected = len(fh.read())
-    assert response.body and len(response.body) == expected
+    assert response.body
+    assert len(response.body) == expected
     size = samples.value("http_server_response_body_size_bytes_sum", method="GET", route="/file/")
     assert size == expected
 
@@ -323,7 +324,12 @@ def test_request_id_not_leaked_outside_the_request(http):
 def test_namespace_prefixes_every_metric(http, samples):
     http.get("/boom/")
     assert samples.count("/boom/", status="500", prefix="shop_") == 1
-    assert samples.value("shop_http_server_exceptions_total", route="/boom/", exception="tests.views.BoomError") == 1
+    assert (
+        samples.value(
+            "shop_http_server_exceptions_total", route="/boom/", exception="tests.views.BoomError"
+        )
+        == 1
+    )
     assert samples.value("shop_http_server_active_requests", method="GET") == 0
     assert samples.series(DURATION_COUNT) == []
     info = samples.series("shop_django_observability_build_info")
@@ -413,4 +419,5 @@ def test_middleware_is_natively_async():
 
     assert iscoroutinefunction(ObservabilityMiddleware(get_response))
     assert not iscoroutinefunction(ObservabilityMiddleware(sync_get_response))
-    assert ObservabilityMiddleware.async_capable and ObservabilityMiddleware.sync_capable
+    assert ObservabilityMiddleware.async_capable
+    assert ObservabilityMiddleware.sync_capable
