@@ -18,6 +18,7 @@ unchanged after being counted.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sys
@@ -180,12 +181,21 @@ def _end(request: HttpRequest, tracked: _Tracked | None, response: HttpResponseB
 
 
 def _abort(request: HttpRequest, tracked: _Tracked | None, exc: BaseException) -> None:
-    """The rest of the stack raised (DEBUG_PROPAGATE_EXCEPTIONS): record a 500."""
+    """The rest of the stack raised instead of answering: record what became of it.
+
+    Django turns exceptions into responses, so this happens only with
+    DEBUG_PROPAGATE_EXCEPTIONS (a 500), when a worker is being killed (a 500),
+    or under ASGI when the client went away and the view was cancelled
+    (499, nginx's "client closed request"; not an exception of the app's).
+    """
     if tracked is None or tracked.done:
         return
     try:
         tracked.route = route = route_label(request.resolver_match)
-        tracked.status = "500"
+        if isinstance(exc, asyncio.CancelledError):
+            tracked.status = "499"
+        else:
+            tracked.status = "500"
         if isinstance(exc, Exception):
             name = request.__dict__.get(_EXCEPTION) or exception_name(exc)
             tracked.metrics.count_exception(route, name)

@@ -421,3 +421,26 @@ def test_middleware_is_natively_async():
     assert not iscoroutinefunction(ObservabilityMiddleware(sync_get_response))
     assert ObservabilityMiddleware.async_capable
     assert ObservabilityMiddleware.sync_capable
+
+
+def test_cancelled_request_recorded_as_client_closed(samples):
+    """Under ASGI a client that goes away cancels the view: 499, not an app exception."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from django.test import RequestFactory
+
+    async def cancelled(request):
+        raise asyncio.CancelledError
+
+    middleware = ObservabilityMiddleware(cancelled)
+    request = RequestFactory().get("/anything/")
+
+    async def run():
+        with pytest.raises(asyncio.CancelledError):
+            await middleware(request)
+
+    async_to_sync(run)()
+    assert samples.count("<unmatched>", status="499") == 1
+    assert samples.total(EXCEPTIONS) == 0
+    assert samples.value("http_server_active_requests", method="GET") == 0
