@@ -41,11 +41,11 @@ def metrics_registry() -> CollectorRegistry:
     return REGISTRY
 
 
+@observability_exempt  # outermost: a refused method is not counted either
 @csrf_exempt
 @never_cache
 @login_not_required
 @require_safe
-@observability_exempt
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition: OpenMetrics when the scraper asks for it, else text."""
     access = check_access(request)

@@ -232,6 +232,9 @@ def test_file_response_size_from_content_length(http, samples):
 
 def test_own_endpoints_are_excluded(http, samples):
     http.get("/metrics", headers={"Authorization": "Bearer test-token"})
+    http.get("/metrics")  # 401
+    http.request("POST", "/metrics")  # 405
+    http.request("FOO", "/metrics")  # 405
     assert samples.total(DURATION_COUNT) == 0
     assert samples.value("http_server_active_requests", method="GET") == 0
 
