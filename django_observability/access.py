@@ -73,6 +73,18 @@ def token_matches(request: HttpRequest, token: str) -> bool:
     return hmac.compare_digest(provided, token.encode("utf-8"))
 
 
+def credentials_match(request: HttpRequest) -> bool:
+    """Whether the caller has the configured token or comes from an allowed address.
+
+    Unlike :func:`check_access`, nothing configured means nobody matches.
+    """
+    token = valid_or_default("AUTH_TOKEN", None)
+    allowed = tuple(valid_or_default("ALLOWED_IPS", ()))
+    if allowed and _address_allowed(request, allowed):
+        return True
+    return token is not None and token_matches(request, token)
+
+
 def check_access(request: HttpRequest) -> Access:
     """Whether the caller may read protected endpoints."""
     token = valid_or_default("AUTH_TOKEN", None)

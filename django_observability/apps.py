@@ -15,12 +15,14 @@ class ObservabilityConfig(AppConfig):
 
     def ready(self) -> None:
         from django_observability import checks  # noqa: F401  (registers the system checks)
+        from django_observability.health.builtin import prime_cpu
         from django_observability.middleware import record_exception
 
         got_request_exception.connect(
             record_exception, dispatch_uid="django_observability.record_exception"
         )
         setting_changed.connect(_setting_changed, dispatch_uid="django_observability.settings")
+        prime_cpu()
 
 
 _METRICS_SETTINGS = frozenset(
@@ -38,13 +40,22 @@ _METRICS_SETTINGS = frozenset(
 
 def _setting_changed(setting: str, **kwargs: Any) -> None:
     """Drop what was derived from a setting that changed (override_settings in tests)."""
+    from django_observability.middleware import reset_config
+
+    if setting == "ROOT_URLCONF":
+        reset_config()  # the probe URLs may have moved
+        return
     if not setting.startswith(PREFIX):
         return
     from django_observability.access import _networks
+    from django_observability.health import registry
+    from django_observability.health.runner import runner
     from django_observability.metrics import reset_metrics
-    from django_observability.middleware import reset_config
 
     reset_config()
     _networks.cache_clear()
     if setting in _METRICS_SETTINGS:
         reset_metrics()
+    if setting.startswith(PREFIX + "HEALTH_"):
+        registry.reset()
+        runner.clear()

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +50,19 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
     10_000_000.0,
     100_000_000.0,
 )
+
+
+# name -> dotted path, or (dotted path, options). Storage is left out by
+# default: on a cloud bucket a write per probe period costs money.
+DEFAULT_HEALTH_CHECKS: dict[str, Any] = {
+    "database": "django_observability.health.builtin.DatabaseCheck",
+    "cache": "django_observability.health.builtin.CacheCheck",
+    "migrations": "django_observability.health.builtin.MigrationsCheck",
+    "disk": "django_observability.health.builtin.DiskCheck",
+    "memory": "django_observability.health.builtin.MemoryCheck",
+}
+DEFAULT_HEALTH_READINESS_CHECKS: tuple[str, ...] = ("database", "cache", "migrations")
+SHOW_DETAILS_CHOICES = ("never", "authorized", "always")
 
 
 class Settings:
@@ -124,6 +138,52 @@ class Settings:
     @property
     def EXCLUDE_PATHS(self) -> Sequence[str]:
         return getattr(settings, "OBSERVABILITY_EXCLUDE_PATHS", ()) or ()
+
+    @property
+    def TRUSTED_PROXIES(self) -> Sequence[str]:
+        return getattr(settings, "OBSERVABILITY_TRUSTED_PROXIES", ()) or ()
+
+    @property
+    def HEALTH_CHECKS(self) -> dict[str, Any]:
+        return getattr(settings, "OBSERVABILITY_HEALTH_CHECKS", DEFAULT_HEALTH_CHECKS)
+
+    @property
+    def HEALTH_READINESS_CHECKS(self) -> Sequence[str]:
+        return getattr(
+            settings, "OBSERVABILITY_HEALTH_READINESS_CHECKS", DEFAULT_HEALTH_READINESS_CHECKS
+        )
+
+    @property
+    def HEALTH_TIMEOUT(self) -> float:
+        return getattr(settings, "OBSERVABILITY_HEALTH_TIMEOUT", 0.5)
+
+    @property
+    def HEALTH_DEADLINE(self) -> float:
+        return getattr(settings, "OBSERVABILITY_HEALTH_DEADLINE", 0.8)
+
+    @property
+    def HEALTH_CACHE_SECONDS(self) -> float:
+        return getattr(settings, "OBSERVABILITY_HEALTH_CACHE_SECONDS", 1.0)
+
+    @property
+    def HEALTH_SHOW_DETAILS(self) -> str:
+        return getattr(settings, "OBSERVABILITY_HEALTH_SHOW_DETAILS", "authorized")
+
+    @property
+    def HEALTH_PROBES_IN_MIDDLEWARE(self) -> bool:
+        return getattr(settings, "OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE", True)
+
+    @property
+    def HEALTH_MAX_THREADS(self) -> int:
+        return getattr(settings, "OBSERVABILITY_HEALTH_MAX_THREADS", 8)
+
+    @property
+    def HEALTH_DRAIN_FILE(self) -> str:
+        value = getattr(settings, "OBSERVABILITY_HEALTH_DRAIN_FILE", None)
+        if value:
+            return str(value)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.SERVICE_NAME)
+        return os.path.join(tempfile.gettempdir(), f"django-observability-{safe}.draining")
 
 
 def _otel_resource_attribute(key: str) -> str | None:
@@ -225,6 +285,56 @@ def _path_prefixes(value: Any) -> str | None:
     return None
 
 
+def _positive_number(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
+        return None
+    return f"must be a positive number of seconds, not {value!r}"
+
+
+def _non_negative_number(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
+        return None
+    return f"must be a number of seconds, 0 or more, not {value!r}"
+
+
+def _health_checks(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be a dict mapping a check name to a dotted path or a (path, options) pair"
+    for name, spec in value.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]+", name):
+            return f"has the name {name!r}; names are letters, digits and _ . : -"
+        if isinstance(spec, (list, tuple)):
+            if len(spec) != 2 or not isinstance(spec[1], dict):
+                return f"has {name!r}: {spec!r}; a pair must be (dotted path, dict of options)"
+            spec = spec[0]
+        if not isinstance(spec, str) and not callable(spec):
+            return f"has {name!r}: {spec!r}, which is neither a dotted path nor a callable"
+    return None
+
+
+def _check_names(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return "must be a list of check names"
+    checks = getattr(settings, "OBSERVABILITY_HEALTH_CHECKS", DEFAULT_HEALTH_CHECKS)
+    if isinstance(checks, dict):
+        unknown = [n for n in value if n not in checks]
+        if unknown:
+            return f"names {unknown!r}, not in OBSERVABILITY_HEALTH_CHECKS"
+    return None
+
+
+def _show_details(value: Any) -> str | None:
+    if value in SHOW_DETAILS_CHOICES:
+        return None
+    return f"must be one of {', '.join(SHOW_DETAILS_CHOICES)}, not {value!r}"
+
+
+def _optional_path(value: Any) -> str | None:
+    if value is None or (isinstance(value, (str, os.PathLike)) and str(value)):
+        return None
+    return f"must be a file path or None, not {value!r}"
+
+
 # Setting name (without the prefix) -> (system check id, validator).
 VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "SERVICE_NAME": ("E010", _optional_str),
@@ -240,6 +350,16 @@ VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "AUTH_TOKEN": ("E020", _token),
     "ALLOWED_IPS": ("E021", _ip_networks),
     "EXCLUDE_PATHS": ("E022", _path_prefixes),
+    "TRUSTED_PROXIES": ("E023", _ip_networks),
+    "HEALTH_CHECKS": ("E030", _health_checks),
+    "HEALTH_READINESS_CHECKS": ("E031", _check_names),
+    "HEALTH_TIMEOUT": ("E032", _positive_number),
+    "HEALTH_DEADLINE": ("E033", _positive_number),
+    "HEALTH_CACHE_SECONDS": ("E034", _non_negative_number),
+    "HEALTH_SHOW_DETAILS": ("E035", _show_details),
+    "HEALTH_PROBES_IN_MIDDLEWARE": ("E036", _bool),
+    "HEALTH_MAX_THREADS": ("E037", _positive_int),
+    "HEALTH_DRAIN_FILE": ("E038", _optional_path),
 }
 
 

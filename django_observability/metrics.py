@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import platform
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -156,7 +158,7 @@ class CappedLabel:
         return admitted
 
 
-class RequestMetrics:
+class Metrics:
     """The request instruments, created for one namespace and bucket layout."""
 
     def __init__(
@@ -213,6 +215,49 @@ class RequestMetrics:
         self.build_info.labels(
             __version__, django.get_version(), platform.python_version(), conf.SERVICE_VERSION
         ).set(1)
+        # Health: the latest result of each check, as this process saw it.
+        self.health_status = Gauge(
+            "health_check_status",
+            "Latest result of a health check: 1 pass, 0.5 warn, 0 fail.",
+            ["check"],
+            namespace=namespace,
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.health_duration = Gauge(
+            "health_check_duration_seconds",
+            "Duration of the latest run of a health check.",
+            ["check"],
+            namespace=namespace,
+            unit="seconds",
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.health_ready = Gauge(
+            "health_ready",
+            "1 when the latest readiness evaluation passed or warned, else 0.",
+            namespace=namespace,
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        # Per worker process, from psutil; named apart from prometheus_client's
+        # own process_* collector, which is silent in multiprocess mode.
+        process_gauge = functools.partial(
+            Gauge, namespace=namespace, multiprocess_mode="liveall", registry=registry
+        )
+        self.process_memory = process_gauge(
+            "django_process_resident_memory_bytes", "Resident memory of this worker process."
+        )
+        self.process_cpu = process_gauge(
+            "django_process_cpu_seconds", "CPU time (user + system) used by this worker process."
+        )
+        self.process_fds = process_gauge(
+            "django_process_open_fds", "Open file descriptors of this worker process."
+        )
+        self.process_threads = process_gauge(
+            "django_process_threads", "Threads of this worker process."
+        )
+        self._process_next_update = 0.0
         shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.exception_label = CappedLabel(
             _full_name(namespace, "exception"), label_cap, shared_dir
@@ -252,6 +297,24 @@ class RequestMetrics:
     def count_exception(self, route: str, exc_name: str) -> None:
         self.exceptions.labels(route, self.exception_label(exc_name)).inc()
 
+    def record_health(self, check: str, status: str, seconds: float) -> None:
+        self.health_status.labels(check).set(HEALTH_VALUES[status])
+        self.health_duration.labels(check).set(seconds)
+
+    def update_process(self, force: bool = False) -> None:
+        """Refresh the per-process gauges (at most every few seconds unless forced)."""
+        now = time.monotonic()
+        if not force and now < self._process_next_update:
+            return
+        self._process_next_update = now + PROCESS_UPDATE_SECONDS
+        process = _process()
+        with process.oneshot():
+            self.process_memory.set(process.memory_info().rss)
+            cpu = process.cpu_times()
+            self.process_cpu.set(cpu.user + cpu.system)
+            self.process_fds.set(process.num_fds())
+            self.process_threads.set(process.num_threads())
+
     def unregister(self) -> None:
         if self.registry is None:
             return
@@ -261,21 +324,43 @@ class RequestMetrics:
             self.body_size,
             self.exceptions,
             self.build_info,
+            self.health_status,
+            self.health_duration,
+            self.health_ready,
+            self.process_memory,
+            self.process_cpu,
+            self.process_fds,
+            self.process_threads,
         ):
             with contextlib.suppress(KeyError):
                 self.registry.unregister(collector)
+
+
+HEALTH_VALUES = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
+PROCESS_UPDATE_SECONDS = 10.0
+_process_obj: Any = None
+
+
+def _process() -> Any:
+    """psutil's handle on this process, made again after a fork."""
+    global _process_obj
+    import psutil
+
+    if _process_obj is None or _process_obj.pid != os.getpid():
+        _process_obj = psutil.Process()
+    return _process_obj
 
 
 def _full_name(namespace: str, name: str) -> str:
     return f"{namespace}_{name}" if namespace else name
 
 
-_metrics: RequestMetrics | None = None
+_metrics: Metrics | None = None
 _metrics_failed = False
 _metrics_lock = threading.Lock()
 
 
-def get_metrics() -> RequestMetrics | None:
+def get_metrics() -> Metrics | None:
     """The process's request instruments, created on first use.
 
     Returns ``None`` when metrics are switched off, or when they could not be
@@ -287,7 +372,7 @@ def get_metrics() -> RequestMetrics | None:
     return _create_metrics()
 
 
-def _create_metrics() -> RequestMetrics | None:
+def _create_metrics() -> Metrics | None:
     global _metrics, _metrics_failed
     with _metrics_lock:
         if _metrics is not None or _metrics_failed:
@@ -296,7 +381,7 @@ def _create_metrics() -> RequestMetrics | None:
             _metrics_failed = True
             return None
         try:
-            _metrics = RequestMetrics(
+            _metrics = Metrics(
                 namespace=valid_or_default("METRICS_NAMESPACE", ""),
                 latency_buckets=valid_or_default(
                     "METRICS_LATENCY_BUCKETS", DEFAULT_LATENCY_BUCKETS

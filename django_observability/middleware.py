@@ -33,7 +33,7 @@ from django.http.response import HttpResponseBase
 from django_observability import request_id as _request_id
 from django_observability.conf import valid_or_default
 from django_observability.metrics import (
-    RequestMetrics,
+    Metrics,
     exception_name,
     get_metrics,
     method_label,
@@ -52,13 +52,50 @@ _perf_counter = time.perf_counter
 class _Config:
     """The settings the middleware needs per request, read and checked once."""
 
-    __slots__ = ("exclude_prefixes", "header", "meta_key", "trust_incoming")
+    __slots__ = ("exclude_prefixes", "header", "meta_key", "probes", "trust_incoming")
 
     def __init__(self) -> None:
         self.header: str = valid_or_default("REQUEST_ID_HEADER", "X-Request-ID")
         self.meta_key = _request_id.meta_key(self.header)
         self.trust_incoming: bool = valid_or_default("REQUEST_ID_TRUST_INCOMING", True)
         self.exclude_prefixes: tuple[str, ...] = tuple(valid_or_default("EXCLUDE_PATHS", ()))
+        self.probes: dict[str, str] = (
+            _probe_paths() if valid_or_default("HEALTH_PROBES_IN_MIDDLEWARE", True) else {}
+        )
+
+
+_PROBE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _probe_paths() -> dict[str, str]:
+    """``path_info`` of the liveness and readiness URLs -> "live" / "ready".
+
+    Found by URL name, wherever ``django_observability.urls`` is mounted; empty
+    when it is not.
+    """
+    from django.urls import NoReverseMatch, get_script_prefix, reverse
+
+    paths = {}
+    prefix = get_script_prefix()
+    for name, kind in (("health_live", "live"), ("health_ready", "ready")):
+        try:
+            path = reverse(f"django_observability:{name}")
+        except NoReverseMatch:
+            continue
+        except Exception:
+            _fault("health probe URLs")
+            continue
+        if path.startswith(prefix):
+            path = "/" + path[len(prefix) :]
+        paths[path] = kind
+    return paths
+
+
+def _probe_kind(request: HttpRequest, config: _Config) -> str | None:
+    kind = config.probes.get(request.path_info)
+    if kind is not None and request.method in _PROBE_METHODS:
+        return kind
+    return None
 
 
 _config: _Config | None = None
@@ -95,7 +132,7 @@ class _Tracked:
 
     __slots__ = ("active", "body_bytes", "done", "method", "metrics", "route", "start", "status")
 
-    def __init__(self, metrics: RequestMetrics, method: str) -> None:
+    def __init__(self, metrics: Metrics, method: str) -> None:
         self.metrics = metrics
         self.method = method
         self.active = metrics.active_child(method)
@@ -129,10 +166,9 @@ class _Tracked:
             self.active.dec()
 
 
-def _begin(request: HttpRequest) -> tuple[Any, _Tracked | None]:
+def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]:
     """Request id and in-flight accounting; returns (contextvar token, tracked state)."""
     try:
-        config = _config or _get_config()
         rid = _request_id.from_meta(request.META, config.meta_key, config.trust_incoming)
         request.request_id = rid  # type: ignore[attr-defined]
         token = _request_id._current.set(rid)
@@ -285,7 +321,17 @@ class ObservabilityMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        token, tracked = _begin(request)
+        config = _config or _get_config()
+        if config.probes:
+            kind = _probe_kind(request, config)
+            if kind is not None:
+                try:
+                    from django_observability.health.views import answer_probe
+
+                    return answer_probe(request, kind)
+                except Exception:
+                    _fault("health probe")  # let the view answer instead
+        token, tracked = _begin(request, config)
         try:
             response = self.get_response(request)
         except BaseException as exc:
@@ -297,7 +343,17 @@ class ObservabilityMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        token, tracked = _begin(request)
+        config = _config or _get_config()
+        if config.probes:
+            kind = _probe_kind(request, config)
+            if kind is not None:
+                try:
+                    from django_observability.health.views import aanswer_probe
+
+                    return await aanswer_probe(request, kind)
+                except Exception:
+                    _fault("health probe")  # let the view answer instead
+        token, tracked = _begin(request, config)
         try:
             response = await self.get_response(request)
         except BaseException as exc:

@@ -1,0 +1,230 @@
+"""Liveness, readiness and the full health report.
+
+Answers are ``application/health+json`` (IETF draft "Health Check Response
+Format for HTTP APIs"), or Kubernetes-style ``[+]name ok`` lines for humans
+(``?verbose``, or ``Accept: text/plain``). ``pass`` and ``warn`` answer 200,
+``fail`` 503.
+
+Liveness and readiness are normally answered by ``ObservabilityMiddleware``
+itself (see :func:`answer_probe`), before host validation and HTTPS redirects,
+because the kubelet probes the pod IP over plain HTTP. The views below serve
+them too, for projects that turn that off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+
+from django_observability import __version__
+from django_observability.access import credentials_match
+from django_observability.conf import conf, valid_or_default
+from django_observability.health import registry
+from django_observability.health.base import FAIL, PASS, CheckResult, Component, worst
+from django_observability.health.runner import runner
+from django_observability.metrics import get_metrics
+from django_observability.middleware import observability_exempt
+
+try:  # Django >= 5.1
+    from django.contrib.auth.decorators import login_not_required
+except ImportError:  # pragma: no cover
+
+    def login_not_required(view):  # type: ignore[no-untyped-def]
+        return view
+
+
+logger = logging.getLogger("django_observability.health")
+
+CONTENT_TYPE = "application/health+json"
+LIVE, READY, REPORT = "live", "ready", "report"
+_TEXT_TITLES = {LIVE: "livez", READY: "readyz", REPORT: "healthz"}
+
+
+# --- who sees details -------------------------------------------------------------
+
+
+def _policy() -> str:
+    return valid_or_default("HEALTH_SHOW_DETAILS", "authorized")
+
+
+def details_allowed(request: HttpRequest) -> bool:
+    """Details for this caller, judged without the session (token or address only)."""
+    policy = _policy()
+    if policy == "always":
+        return True
+    if policy == "never":
+        return False
+    return credentials_match(request)
+
+
+async def adetails_allowed(request: HttpRequest) -> bool:
+    """Details for this caller: token, address, or a logged-in staff user."""
+    if details_allowed(request):
+        return True
+    if _policy() != "authorized" or not hasattr(request, "auser"):
+        return False
+    user = await request.auser()
+    return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
+
+
+# --- draining ---------------------------------------------------------------------
+
+
+def draining() -> bool:
+    """Whether this pod is shutting down (the drain marker file exists)."""
+    return os.path.exists(conf.HEALTH_DRAIN_FILE)
+
+
+def _drain_result() -> CheckResult:
+    return CheckResult(
+        "shutdown",
+        [Component(status=FAIL, output="shutting down: draining before exit")],
+    )
+
+
+# --- evaluation -------------------------------------------------------------------
+
+
+def _ready_outcome(results: list[CheckResult]) -> tuple[str, list[CheckResult]]:
+    if draining():
+        results = [*results, _drain_result()]
+    status = worst(r.status for r in results)
+    try:
+        metrics = get_metrics()
+        if metrics is not None:
+            metrics.health_ready.set(0 if status == FAIL else 1)
+    except Exception:  # never fail a probe over a gauge
+        logger.exception("could not record health_ready")
+    return status, results
+
+
+def evaluate(kind: str) -> tuple[str, list[CheckResult]]:
+    """Overall status and results for ``kind``, blocking (at most the deadline)."""
+    if kind == LIVE:
+        return PASS, []
+    if kind == READY:
+        return _ready_outcome(runner.evaluate(registry.readiness_specs()))
+    results = runner.evaluate(list(registry.all_specs().values()))
+    return worst(r.status for r in results), results
+
+
+async def aevaluate(kind: str) -> tuple[str, list[CheckResult]]:
+    """As :func:`evaluate`, without blocking the event loop."""
+    if kind == LIVE:
+        return PASS, []
+    if kind == READY:
+        return _ready_outcome(await runner.aevaluate(registry.readiness_specs()))
+    results = await runner.aevaluate(list(registry.all_specs().values()))
+    return worst(r.status for r in results), results
+
+
+# --- rendering --------------------------------------------------------------------
+
+
+def _wants_text(request: HttpRequest) -> bool:
+    if "verbose" in request.GET:
+        return True
+    accept = request.META.get("HTTP_ACCEPT", "")
+    return "text/plain" in accept and "json" not in accept
+
+
+def render(
+    request: HttpRequest,
+    kind: str,
+    status: str,
+    results: Sequence[CheckResult],
+    details: bool,
+) -> HttpResponse:
+    code = 503 if status == FAIL else 200
+    if _wants_text(request):
+        response = HttpResponse(
+            render_text(kind, status, results, details),
+            status=code,
+            content_type="text/plain; charset=utf-8",
+        )
+    else:
+        body = render_json(kind, status, results, details)
+        response = HttpResponse(
+            json.dumps(body, separators=(",", ":")), status=code, content_type=CONTENT_TYPE
+        )
+    add_never_cache_headers(response)
+    return response
+
+
+def render_json(
+    kind: str, status: str, results: Sequence[CheckResult], details: bool
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status}
+    version = conf.SERVICE_VERSION
+    if version:
+        body["version"] = version
+    body["serviceId"] = conf.SERVICE_NAME
+    body["description"] = {LIVE: "liveness", READY: "readiness", REPORT: "health"}[kind]
+    if results:
+        body["checks"] = {r.name: [c.as_dict(details) for c in r.components] for r in results}
+    if details and kind == REPORT:
+        from django_observability.health.builtin import system_summary
+
+        body["system"] = system_summary()
+        body["releaseId"] = __version__
+    return body
+
+
+def render_text(kind: str, status: str, results: Sequence[CheckResult], details: bool) -> str:
+    lines = []
+    for result in results:
+        for component in result.components:
+            name = result.name
+            if component.component_id is not None and len(result.components) > 1:
+                name = f"{name}:{component.component_id}"
+            if component.status == FAIL:
+                reason = component.output if details and component.output else "reason withheld"
+                lines.append(f"[-]{name} failed: {reason}")
+            else:
+                word = "ok" if component.status == PASS else "warn"
+                extra = f": {component.output}" if details and component.output else ""
+                lines.append(f"[+]{name} {word}{extra}")
+    title = _TEXT_TITLES[kind]
+    lines.append(f"{title} check {'failed' if status == FAIL else 'passed'}")
+    return "\n".join(lines) + "\n"
+
+
+# --- answering ----------------------------------------------------------------------
+
+
+def answer_probe(request: HttpRequest, kind: str) -> HttpResponse:
+    """Liveness or readiness from the (sync) middleware: no session, no host check."""
+    status, results = evaluate(kind)
+    return render(request, kind, status, results, details_allowed(request))
+
+
+async def aanswer_probe(request: HttpRequest, kind: str) -> HttpResponse:
+    """As :func:`answer_probe`, from the async middleware."""
+    status, results = await aevaluate(kind)
+    return render(request, kind, status, results, details_allowed(request))
+
+
+def _health_view(kind: str) -> Any:
+    @observability_exempt
+    @csrf_exempt
+    @login_not_required
+    @require_safe
+    async def view(request: HttpRequest) -> HttpResponse:
+        status, results = await aevaluate(kind)
+        return render(request, kind, status, results, await adetails_allowed(request))
+
+    view.__name__ = view.__qualname__ = f"health_{kind}"
+    return view
+
+
+live = _health_view(LIVE)
+ready = _health_view(READY)
+report = _health_view(REPORT)
