@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import functools
 import logging
+import math
 import os
 import platform
 import threading
@@ -287,6 +288,8 @@ class Metrics:
         if child is None:
             child = self._duration_children[key] = self.duration.labels(method, route, status)
         child.observe(seconds)
+        if _monotonic() >= self._process_next_update:
+            self.update_process()
         if body_bytes is not None:
             skey = (method, route)
             schild = self._size_children.get(skey)
@@ -303,17 +306,22 @@ class Metrics:
 
     def update_process(self, force: bool = False) -> None:
         """Refresh the per-process gauges (at most every few seconds unless forced)."""
-        now = time.monotonic()
+        now = _monotonic()
         if not force and now < self._process_next_update:
             return
         self._process_next_update = now + PROCESS_UPDATE_SECONDS
-        process = _process()
-        with process.oneshot():
-            self.process_memory.set(process.memory_info().rss)
-            cpu = process.cpu_times()
-            self.process_cpu.set(cpu.user + cpu.system)
-            self.process_fds.set(process.num_fds())
-            self.process_threads.set(process.num_threads())
+        try:
+            process = _process()
+            with process.oneshot():
+                self.process_memory.set(process.memory_info().rss)
+                cpu = process.cpu_times()
+                self.process_cpu.set(cpu.user + cpu.system)
+                self.process_fds.set(process.num_fds())
+                self.process_threads.set(process.num_threads())
+        except Exception:
+            # psutil missing a figure on this platform: stop trying.
+            self._process_next_update = math.inf
+            logger.exception("django_observability: per-process metrics switched off")
 
     def unregister(self) -> None:
         if self.registry is None:
@@ -336,6 +344,7 @@ class Metrics:
                 self.registry.unregister(collector)
 
 
+_monotonic = time.monotonic
 HEALTH_VALUES = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
 PROCESS_UPDATE_SECONDS = 10.0
 _process_obj: Any = None

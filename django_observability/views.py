@@ -52,8 +52,10 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if access is not Access.GRANTED:
         return refusal(access)
     # Make sure our own instruments (build info above all) exist in this
-    # process even before it served a request.
-    get_metrics()
+    # process even before it served a request, with fresh process figures.
+    instruments = get_metrics()
+    if instruments is not None:
+        instruments.update_process(force=True)
     registry = metrics_registry()
     names = request.GET.getlist("name[]")
     if names:
