@@ -1,0 +1,1 @@
+"""Benchmarks: per-request cost of the middleware against the anchors (see README.md)."""

@@ -1,0 +1,206 @@
+"""Per-request cost of the instrumentation middleware, side by side, in one run.
+
+    .venv/bin/python benchmarks/run.py [--rounds 7] [--requests 20000]
+
+Each round runs every configuration (bare Django, django-prometheus, ours) in a
+fresh process, in an order that rotates from round to round; the tables report
+medians over the rounds. See benchmarks/README.md for how to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+CONFIGS = ("bare", "django_prometheus", "ours")
+LABELS = {
+    "bare": "bare Django",
+    "django_prometheus": "django-prometheus (Before/After)",
+    "ours": "django-observability",
+}
+TARGET_RATIO = 0.35
+
+
+def machine() -> dict[str, str | int]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        nproc = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+    except (OSError, ValueError):
+        import os
+
+        nproc = os.cpu_count() or 0
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "cpu": cpu,
+        "nproc": nproc,
+        "python": platform.python_version(),
+        "django": version("django"),
+        "prometheus_client": version("prometheus-client"),
+        "django_prometheus": version("django-prometheus"),
+    }
+
+
+def run_worker(config: str, requests: int, warmup: int, renders: int) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.worker",
+        config,
+        f"--requests={requests}",
+        f"--warmup={warmup}",
+        f"--renders={renders}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(
+            f"\nFAILED: the {config} worker exited with {proc.returncode} "
+            "(see above: a wrong status or a recorded count that does not match)."
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=20_000, help="timed requests per process")
+    parser.add_argument("--warmup", type=int, default=2_000, help="untimed requests first")
+    parser.add_argument("--renders", type=int, default=200, help="timed /metrics renders")
+    args = parser.parse_args()
+
+    from benchmarks.traffic import MIX
+
+    info = machine()
+    print(
+        f"Machine: {info['cpu']}, nproc {info['nproc']}; Python {info['python']}, "
+        f"Django {info['django']}, prometheus-client {info['prometheus_client']}, "
+        f"django-prometheus {info['django_prometheus']}"
+    )
+    print(
+        f"{args.rounds} rounds x {len(CONFIGS)} configs, fresh process each; "
+        f"{args.warmup:,} warm-up + {args.requests:,} timed requests over a "
+        f"{len(MIX)}-URL mix; "
+        f"{args.renders} /metrics renders",
+        flush=True,
+    )
+
+    rounds: list[dict[str, dict]] = []
+    started = time.monotonic()
+    for r in range(args.rounds):
+        order = CONFIGS[r % 3 :] + CONFIGS[: r % 3]
+        results = {c: run_worker(c, args.requests, args.warmup, args.renders) for c in order}
+        rounds.append(results)
+        print(
+            f"  round {r + 1}/{args.rounds} ({', '.join(order)}): "
+            + ", ".join(f"{c} {results[c]['us_per_request']:.1f} µs" for c in CONFIGS),
+            flush=True,
+        )
+
+    per_request = {c: [rd[c]["us_per_request"] for rd in rounds] for c in CONFIGS}
+    median = {c: statistics.median(v) for c, v in per_request.items()}
+    added = {c: median[c] - median["bare"] for c in CONFIGS}
+    dp_added = added["django_prometheus"]
+    # Same ratio from per-round paired differences: less sensitive to drift between rounds.
+    paired = [
+        (rd["ours"]["us_per_request"] - rd["bare"]["us_per_request"])
+        / (rd["django_prometheus"]["us_per_request"] - rd["bare"]["us_per_request"])
+        for rd in rounds
+    ]
+
+    print()
+    print("| config | median µs/request | added µs over bare | added vs django-prometheus's |")
+    print("|---|---:|---:|---:|")
+    for c in CONFIGS:
+        ratio = "—" if c == "bare" else f"{added[c] / dp_added:.2f}x"
+        extra = "—" if c == "bare" else f"+{fmt(added[c])}"
+        print(f"| {LABELS[c]} | {fmt(median[c])} | {extra} | {ratio} |")
+    ours_ratio = added["ours"] / dp_added
+    verdict = "met" if ours_ratio <= TARGET_RATIO else "NOT met"
+    best = {c: min(rd[c]["us_per_request_min_block"] for rd in rounds) for c in CONFIGS}
+    best_ratio = (best["ours"] - best["bare"]) / (best["django_prometheus"] - best["bare"])
+    print()
+    print(
+        f"Target: ours adds at most {TARGET_RATIO}x what django-prometheus adds: "
+        f"{ours_ratio:.2f}x, {verdict}."
+    )
+    print(
+        f"Cross-checks: median of per-round paired ratios {statistics.median(paired):.2f}x "
+        f"(range {min(paired):.2f}-{max(paired):.2f}); from the fastest block of each "
+        f"config {best_ratio:.2f}x (bare {fmt(best['bare'])}, django-prometheus "
+        f"{fmt(best['django_prometheus'])}, ours {fmt(best['ours'])} µs)."
+    )
+
+    render = {c: statistics.median(rd[c]["render_us"] for rd in rounds) for c in CONFIGS[1:]}
+    print()
+    print(
+        "| /metrics render (same traffic) | median µs | body bytes | samples "
+        "| vs django-prometheus |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for c in ("django_prometheus", "ours"):
+        last = rounds[-1][c]
+        print(
+            f"| {LABELS[c]} | {fmt(render[c])} | {last['render_bytes']:,} | "
+            f"{last['render_samples']:,} | {render[c] / render['django_prometheus']:.2f}x |"
+        )
+    render_verdict = "met" if render["ours"] <= render["django_prometheus"] else "NOT met"
+    print()
+    print(f"Target: our render no slower than django-prometheus's: {render_verdict}.")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = RESULTS / f"bench-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "args": vars(args),
+                "seconds": round(time.monotonic() - started, 1),
+                "median_us_per_request": median,
+                "added_us_over_bare": added,
+                "ratio_ours_vs_django_prometheus": ours_ratio,
+                "paired_ratios": paired,
+                "fastest_block_us": best,
+                "ratio_from_fastest_blocks": best_ratio,
+                "render_median_us": render,
+                "rounds": rounds,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"\nResults: {out.relative_to(ROOT)} ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
