@@ -62,19 +62,28 @@ def step_timings() -> list[tuple[str, float]]:
     def ctx() -> None:
         token_var.reset(token_var.set("x"))
 
+    def echo() -> None:
+        response.headers.pop(config.header, None)
+        response.headers.setdefault(config.header, "0123456789abcdef0123456789abcdef")
+
+    def echo_set() -> None:
+        response.headers.pop(config.header, None)
+        response.headers[config.header] = "0123456789abcdef0123456789abcdef"
+
     steps = {
         "ObservabilityMiddleware.__call__ around a no-op inner stack": whole,
         "request id: from_meta, no incoming id (uuid4().hex)": lambda: rid.from_meta(
             request.META, config.meta_key, True
         ),
         "  of which uuid.uuid4().hex": lambda: uuid.uuid4().hex,
+        "  for comparison: os.urandom(16).hex()": lambda: os.urandom(16).hex(),
         "request id: from_meta, valid incoming id (regex)": lambda: rid.from_meta(
             meta_with_id, config.meta_key, True
         ),
         "request id: ContextVar set + reset": ctx,
-        "request id: response.headers.setdefault": lambda: response.headers.setdefault(
-            config.header, "abc"
-        ),
+        "request id: headers.pop + setdefault (header absent)": echo,
+        "  of which headers.pop (reference)": lambda: response.headers.pop(config.header, None),
+        "  for comparison: headers.pop + plain set": echo_set,
         "get_metrics()": get_metrics,
         "method_label(request.method)": lambda: method_label(request.method),
         "_Tracked(...) incl. active gauge inc()": lambda: mw._Tracked(metrics, "GET"),
