@@ -83,3 +83,28 @@ def check_metrics_protected(app_configs: Any = None, **kwargs: Any) -> list[Chec
             id="django_observability.W002",
         )
     ]
+
+
+@register(Tags.compatibility)
+def check_health_checks_load(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every configured health check can be imported and built with its options."""
+    from django_observability.conf import DEFAULT_HEALTH_CHECKS
+    from django_observability.health.registry import build_check
+
+    configured = getattr(settings, PREFIX + "HEALTH_CHECKS", DEFAULT_HEALTH_CHECKS)
+    if VALIDATORS["HEALTH_CHECKS"][1](configured) is not None:
+        return []  # reported by check_settings
+    errors: list[CheckMessage] = []
+    for name, entry in configured.items():
+        target, options = (entry[0], entry[1]) if isinstance(entry, (list, tuple)) else (entry, {})
+        try:
+            build_check(target, options)
+        except Exception as exc:
+            errors.append(
+                Error(
+                    f"Health check {name!r} ({target!r}) cannot be loaded: "
+                    f"{type(exc).__name__}: {exc}",
+                    id="django_observability.E039",
+                )
+            )
+    return errors

@@ -144,6 +144,7 @@ class Runner:
         now = time.monotonic()
         ready: dict[str, CheckResult] = {}
         waiting: list[_Run] = []
+        started: list[_Run] = []
         with self._lock:
             pool = self._pool()
             for spec in specs:
@@ -155,12 +156,15 @@ class Runner:
                 if run is None:
                     run = _Run(spec, pool.submit(run_check, spec))
                     self._running[spec.name] = run
-                    run.future.add_done_callback(lambda f, run=run: self._finished(run))
+                    started.append(run)
                 elif now - run.started >= spec.timeout:
                     # Still running from an earlier call, and already late.
                     ready[spec.name] = timed_out(spec)
                     continue
                 waiting.append(run)
+        # Outside the lock: a run that already finished calls back at once.
+        for run in started:
+            run.future.add_done_callback(lambda _, run=run: self._finished(run))
         return ready, waiting
 
     def _finished(self, run: _Run) -> None:

@@ -57,6 +57,20 @@ DATABASES = {
         "NAME": os.environ.get("EXAMPLE_DB", str(BASE_DIR / "db.sqlite3")),
     }
 }
+if os.environ.get("EXAMPLE_PG_PORT"):
+    # PostgreSQL instead of SQLite (the tests run a private server).
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("EXAMPLE_PG_NAME", "example"),
+        "USER": os.environ.get("EXAMPLE_PG_USER", "postgres"),
+        "HOST": os.environ.get("EXAMPLE_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ["EXAMPLE_PG_PORT"],
+        "OPTIONS": {"connect_timeout": 2},
+    }
+
+# Behind a TLS-terminating proxy in production: redirect plain HTTP. Probes
+# still reach /health/live/ and /health/ready/ (the middleware answers them).
+SECURE_SSL_REDIRECT = os.environ.get("EXAMPLE_SSL_REDIRECT", "0") == "1"
 
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -100,3 +114,34 @@ OBSERVABILITY_AUTH_TOKEN = os.environ.get("OBSERVABILITY_AUTH_TOKEN") or None
 OBSERVABILITY_ALLOWED_IPS = ["127.0.0.1/32", "::1/128"]
 # Left out of the request metrics, besides the app's own endpoints.
 OBSERVABILITY_EXCLUDE_PATHS = ["/static/"]
+# Behind a proxy: whose X-Forwarded-For to believe when checking ALLOWED_IPS.
+OBSERVABILITY_TRUSTED_PROXIES = []
+
+# Health: every check of the full report (/health/), and those readiness runs.
+OBSERVABILITY_HEALTH_CHECKS = {
+    "database": "django_observability.health.builtin.DatabaseCheck",
+    "cache": "django_observability.health.builtin.CacheCheck",
+    "migrations": "django_observability.health.builtin.MigrationsCheck",
+    "disk": (
+        "django_observability.health.builtin.DiskCheck",
+        {"path": str(BASE_DIR), "warn_percent": 90, "fail_percent": 97},
+    ),
+    "memory": "django_observability.health.builtin.MemoryCheck",
+    "storage": "django_observability.health.builtin.StorageCheck",
+    "inventory": ("shop.health.inventory_service", {"timeout": 0.3}),
+}
+OBSERVABILITY_HEALTH_READINESS_CHECKS = ["database", "cache", "migrations"]
+OBSERVABILITY_HEALTH_TIMEOUT = 0.5  # seconds, per check
+OBSERVABILITY_HEALTH_DEADLINE = 0.8  # seconds, whole evaluation (< the 1 s probe timeout)
+OBSERVABILITY_HEALTH_CACHE_SECONDS = 1.0
+OBSERVABILITY_HEALTH_SHOW_DETAILS = "authorized"  # never | authorized | always
+OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE = True
+OBSERVABILITY_HEALTH_MAX_THREADS = 8
+OBSERVABILITY_HEALTH_DRAIN_FILE = os.environ.get("EXAMPLE_DRAIN_FILE") or None
+
+if os.environ.get("EXAMPLE_SLOW_CHECK_SECONDS"):
+    # A check that hangs, to show (and test) that probes still answer on time.
+    OBSERVABILITY_HEALTH_CHECKS["slow"] = "shop.health.slow_dependency"
+    OBSERVABILITY_HEALTH_READINESS_CHECKS.append("slow")
+
+MEDIA_ROOT = os.environ.get("EXAMPLE_MEDIA_ROOT", str(BASE_DIR / "media"))
