@@ -19,12 +19,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real peers for the tests: promtool and Prometheus (Debian's package).
+# Real peers for the tests, from Debian: Prometheus and promtool; PostgreSQL
+# (the tests run a private server of their own, never the system's).
+PEER_PACKAGES := $(strip \
+  $(if $(shell command -v promtool 2>/dev/null),,prometheus) \
+  $(if $(shell command -v prometheus 2>/dev/null),,prometheus) \
+  $(if $(wildcard /usr/lib/postgresql/*/bin/pg_ctl),,postgresql))
+
 peers:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
-	  echo "installing Debian's prometheus package (promtool, prometheus)"; \
+	@if [ -n "$(PEER_PACKAGES)" ]; then \
+	  echo "installing Debian packages for the tests: $(sort $(PEER_PACKAGES))"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(sort $(PEER_PACKAGES)); \
 	fi
 
 lint: venv
