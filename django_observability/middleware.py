@@ -47,6 +47,7 @@ _STATE = "_observability"
 _EXCEPTION = "_observability_exception"
 
 _perf_counter = time.perf_counter
+_STATUS_LABELS = {code: str(code) for code in range(100, 600)}
 
 
 class _Config:
@@ -189,9 +190,10 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
         return token, None
 
 
-def _end(request: HttpRequest, tracked: _Tracked | None, response: HttpResponseBase) -> None:
+def _end(
+    request: HttpRequest, config: _Config, tracked: _Tracked | None, response: HttpResponseBase
+) -> None:
     """Echo the request id and record the metrics (now, or when a stream closes)."""
-    config = _config or _get_config()
     try:
         rid = getattr(request, "request_id", None)
         if rid is not None:
@@ -202,7 +204,8 @@ def _end(request: HttpRequest, tracked: _Tracked | None, response: HttpResponseB
         return
     try:
         tracked.route = route = route_label(request.resolver_match)
-        tracked.status = str(response.status_code)
+        code = response.status_code
+        tracked.status = _STATUS_LABELS.get(code) or str(code)
         exc = request.__dict__.get(_EXCEPTION)
         if exc is not None:
             tracked.metrics.count_exception(route, exc)
@@ -338,7 +341,7 @@ class ObservabilityMiddleware:
             _abort(request, tracked, exc)
             _reset(token)
             raise
-        _end(request, tracked, response)
+        _end(request, config, tracked, response)
         _reset(token)
         return response
 
@@ -360,7 +363,7 @@ class ObservabilityMiddleware:
             _abort(request, tracked, exc)
             _reset(token)
             raise
-        _end(request, tracked, response)
+        _end(request, config, tracked, response)
         _reset(token)
         return response
 
