@@ -14,6 +14,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from django_observability.access import Access, check_access, refusal
+from django_observability.exposition import fast_encoder
 from django_observability.metrics import get_metrics
 from django_observability.middleware import observability_exempt
 
@@ -61,7 +62,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if names:
         registry = registry.restricted_registry(names)
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
-    output = encoder(registry)
+    output = fast_encoder(encoder)(registry)
     response = HttpResponse(output, content_type=content_type)
     if gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
         response.content = gzip.compress(output, compresslevel=6)
