@@ -33,14 +33,44 @@ def _networks(
     return tuple(ipaddress.ip_network(item, strict=False) for item in allowed)
 
 
-def _address_allowed(request: HttpRequest, allowed: tuple[str, ...]) -> bool:
-    raw = request.META.get("REMOTE_ADDR") or ""
+def _parse(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        address = ipaddress.ip_address(raw)
+        address = ipaddress.ip_address(raw.strip())
     except ValueError:
-        return False
+        return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        return address.ipv4_mapped
+    return address
+
+
+def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The caller's address: ``REMOTE_ADDR``, or behind trusted proxies the nearest hop
+    in ``X-Forwarded-For`` that is not one of them.
+
+    ``X-Forwarded-For`` is believed only when ``REMOTE_ADDR`` is in
+    ``OBSERVABILITY_TRUSTED_PROXIES``; the list is read from the right (the
+    hop nearest to us), skipping trusted proxies, so a client cannot choose
+    its address by sending the header itself.
+    """
+    address = _parse(request.META.get("REMOTE_ADDR") or "")
+    trusted = tuple(valid_or_default("TRUSTED_PROXIES", ()))
+    if address is None or not trusted:
+        return address
+    proxies = _networks(trusted)
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    hops = forwarded.split(",")[-32:] if len(forwarded) <= 4096 else []
+    while any(address in network for network in proxies) and hops:
+        hop = _parse(hops.pop())
+        if hop is None:
+            return None
+        address = hop
+    return address
+
+
+def _address_allowed(request: HttpRequest, allowed: tuple[str, ...]) -> bool:
+    address = client_address(request)
+    if address is None:
+        return False
     return any(address in network for network in _networks(allowed))
 
 

@@ -82,6 +82,8 @@ class CheckResult:
     name: str
     components: list[Component]
     duration: float = 0.0
+    #: The unexpected exception behind a failure, for the server's log only.
+    error: BaseException | None = field(default=None, repr=False, compare=False)
 
     @property
     def status(self) -> str:

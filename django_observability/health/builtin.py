@@ -74,7 +74,6 @@ class DatabaseCheck(HealthCheck):
                     )
                 )
             except Exception as exc:
-                logger.warning("database %r failed its health check: %s", alias, exc)
                 results.append(
                     Component(
                         status=FAIL,
@@ -126,7 +125,6 @@ class CacheCheck(HealthCheck):
                     )
                 )
             except Exception as exc:
-                logger.warning("cache %r failed its health check: %s", alias, exc)
                 results.append(
                     Component(
                         status=FAIL,
@@ -213,21 +211,22 @@ class DiskCheck(HealthCheck):
         )
 
 
-def cgroup_memory() -> tuple[int, int] | None:
+def cgroup_memory(root: str = "/sys/fs/cgroup") -> tuple[int, int] | None:
     """(working set, limit) in bytes of this container's cgroup, if it has a limit."""
+    v1 = os.path.join(root, "memory")
     candidates = [
         # cgroup v2
         (
-            "/sys/fs/cgroup/memory.current",
-            "/sys/fs/cgroup/memory.max",
-            "/sys/fs/cgroup/memory.stat",
+            os.path.join(root, "memory.current"),
+            os.path.join(root, "memory.max"),
+            os.path.join(root, "memory.stat"),
             "inactive_file",
         ),
         # cgroup v1
         (
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.stat",
+            os.path.join(v1, "memory.usage_in_bytes"),
+            os.path.join(v1, "memory.limit_in_bytes"),
+            os.path.join(v1, "memory.stat"),
             "total_inactive_file",
         ),
     ]

@@ -31,6 +31,7 @@ from django.db import connections
 from django_observability.conf import valid_or_default
 from django_observability.health.base import (
     FAIL,
+    PASS,
     WARN,
     CheckResult,
     Component,
@@ -81,6 +82,7 @@ def timed_out(spec: CheckSpec) -> CheckResult:
 def run_check(spec: CheckSpec) -> CheckResult:
     """Run one check in the calling (pool) thread and turn the outcome into a result."""
     check = spec.check
+    error: BaseException | None = None
     start = time.perf_counter()
     try:
         if is_async(check):
@@ -99,7 +101,7 @@ def run_check(spec: CheckSpec) -> CheckResult:
     except TimeoutError:
         components = timed_out(spec).components
     except Exception as exc:
-        logger.exception("health check %r failed", spec.name)
+        error = exc
         components = [
             Component(status=FAIL, component_type=check.component_type, output=failure_output(exc))
         ]
@@ -113,7 +115,7 @@ def run_check(spec: CheckSpec) -> CheckResult:
     duration = time.perf_counter() - start
     if duration > spec.timeout:
         return CheckResult(spec.name, timed_out(spec).components, duration)
-    return CheckResult(spec.name, components, duration)
+    return CheckResult(spec.name, components, duration, error)
 
 
 class Runner:
@@ -250,7 +252,27 @@ async def _wait_all(futures: list[concurrent.futures.Future[CheckResult]], timeo
         await asyncio.wait_for(all_done.wait(), timeout)
 
 
+_last_status: dict[str, str] = {}
+
+
 def _record(result: CheckResult) -> None:
+    """Update the check's gauges; log when its status changes (not on every probe)."""
+    status = result.status
+    previous = _last_status.get(result.name)
+    if status != previous:
+        _last_status[result.name] = status
+        if status == PASS:
+            if previous is not None:
+                logger.info("health check %r passes again", result.name)
+        else:
+            outputs = "; ".join(c.output for c in result.components if c.output)
+            logger.warning(
+                "health check %r: %s%s",
+                result.name,
+                status,
+                f" ({outputs})" if outputs else "",
+                exc_info=result.error,
+            )
     try:
         metrics = get_metrics()
         if metrics is not None:

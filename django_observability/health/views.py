@@ -156,6 +156,9 @@ def render(
             json.dumps(body, separators=(",", ":")), status=code, content_type=CONTENT_TYPE
         )
     add_never_cache_headers(response)
+    # A failing probe is an expected answer, not a server error: keep it out of
+    # Django's "django.request" error log (the runner logs status changes).
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 
