@@ -8,7 +8,7 @@ from asgiref.sync import iscoroutinefunction
 from django.test import Client, override_settings
 
 from django_observability import middleware
-from django_observability.metrics import RequestMetrics
+from django_observability.metrics import Metrics
 from django_observability.middleware import ObservabilityMiddleware
 from tests.clients import AsyncHTTP, SyncHTTP
 from tests.views import BoomError
@@ -388,7 +388,7 @@ def test_fault_in_instrumentation_does_not_change_the_response(http, samples, mo
     def broken(*args, **kwargs):
         raise RuntimeError("instrumentation bug")
 
-    monkeypatch.setattr(RequestMetrics, "observe", broken)
+    monkeypatch.setattr(Metrics, "observe", broken)
     monkeypatch.setattr(middleware, "_reported", set())
     with caplog.at_level(logging.ERROR, logger="django_observability"):
         first = http.get("/created/")
@@ -407,7 +407,7 @@ def test_fault_at_start_does_not_change_the_response(http, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("start bug")
 
-    monkeypatch.setattr(RequestMetrics, "active_child", broken)
+    monkeypatch.setattr(Metrics, "active_child", broken)
     response = http.get("/created/")
     assert response.status_code == 201
     assert response.body == b"x" * 1500
