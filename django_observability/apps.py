@@ -15,6 +15,7 @@ class ObservabilityConfig(AppConfig):
 
     def ready(self) -> None:
         from django_observability import checks  # noqa: F401  (registers the system checks)
+        from django_observability import db, tracing
         from django_observability.health.builtin import prime_cpu
         from django_observability.middleware import record_exception
 
@@ -23,6 +24,8 @@ class ObservabilityConfig(AppConfig):
         )
         setting_changed.connect(_setting_changed, dispatch_uid="django_observability.settings")
         prime_cpu()
+        db.install()
+        tracing.setup()
 
 
 _METRICS_SETTINGS = frozenset(
@@ -52,7 +55,10 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
     from django_observability.health.runner import runner
     from django_observability.metrics import reset_metrics
 
+    from django_observability import db
+
     reset_config()
+    db.reset()
     _networks.cache_clear()
     if setting in _METRICS_SETTINGS:
         reset_metrics()

@@ -178,6 +178,38 @@ class Settings:
         return getattr(settings, "OBSERVABILITY_HEALTH_MAX_THREADS", 8)
 
     @property
+    def TRACING_EXPORTER(self) -> str | None:
+        return getattr(settings, "OBSERVABILITY_TRACING_EXPORTER", None)
+
+    @property
+    def TRACING_OTLP_ENDPOINT(self) -> str | None:
+        return getattr(settings, "OBSERVABILITY_TRACING_OTLP_ENDPOINT", None)
+
+    @property
+    def TRACING_OTLP_PROTOCOL(self) -> str | None:
+        return getattr(settings, "OBSERVABILITY_TRACING_OTLP_PROTOCOL", None)
+
+    @property
+    def TRACING_SAMPLE_RATIO(self) -> float | None:
+        return getattr(settings, "OBSERVABILITY_TRACING_SAMPLE_RATIO", None)
+
+    @property
+    def TRACING_EXPORT_TIMEOUT(self) -> float:
+        return getattr(settings, "OBSERVABILITY_TRACING_EXPORT_TIMEOUT", 5.0)
+
+    @property
+    def TRACING_DB_SPANS(self) -> bool:
+        return getattr(settings, "OBSERVABILITY_TRACING_DB_SPANS", True)
+
+    @property
+    def DB_METRICS(self) -> bool:
+        return getattr(settings, "OBSERVABILITY_DB_METRICS", True)
+
+    @property
+    def ACCESS_LOG(self) -> bool:
+        return getattr(settings, "OBSERVABILITY_ACCESS_LOG", True)
+
+    @property
     def HEALTH_DRAIN_FILE(self) -> str:
         value = getattr(settings, "OBSERVABILITY_HEALTH_DRAIN_FILE", None)
         if value:
@@ -335,6 +367,31 @@ def _optional_path(value: Any) -> str | None:
     return f"must be a file path or None, not {value!r}"
 
 
+def _choice_or_none(*choices: str) -> Callable[[Any], str | None]:
+    def validator(value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and value.lower() in choices):
+            return None
+        return f"must be None or one of {', '.join(choices)}, not {value!r}"
+
+    return validator
+
+
+def _url_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        return None
+    return f"must be None or a base URL such as 'http://collector:4318', not {value!r}"
+
+
+def _ratio_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return None
+    return f"must be None or a number from 0 to 1, not {value!r}"
+
+
 # Setting name (without the prefix) -> (system check id, validator).
 VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "SERVICE_NAME": ("E010", _optional_str),
@@ -360,6 +417,14 @@ VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "HEALTH_PROBES_IN_MIDDLEWARE": ("E036", _bool),
     "HEALTH_MAX_THREADS": ("E037", _positive_int),
     "HEALTH_DRAIN_FILE": ("E038", _optional_path),
+    "TRACING_EXPORTER": ("E040", _choice_or_none("none", "console", "otlp")),
+    "TRACING_OTLP_ENDPOINT": ("E041", _url_or_none),
+    "TRACING_OTLP_PROTOCOL": ("E042", _choice_or_none("http/protobuf", "grpc")),
+    "TRACING_SAMPLE_RATIO": ("E043", _ratio_or_none),
+    "TRACING_EXPORT_TIMEOUT": ("E044", _positive_number),
+    "TRACING_DB_SPANS": ("E045", _bool),
+    "DB_METRICS": ("E046", _bool),
+    "ACCESS_LOG": ("E047", _bool),
 }
 
 

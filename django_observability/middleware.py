@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,13 +33,17 @@ from django.http.response import HttpResponseBase
 
 from django_observability import request_id as _request_id
 from django_observability.conf import valid_or_default
+from django_observability.db import request_queries
 from django_observability.metrics import (
+    OTHER_METHOD,
+    UNMATCHED,
     Metrics,
     exception_name,
     get_metrics,
     method_label,
     route_label,
 )
+from django_observability.tracing import get_tracer, set_error
 
 logger = logging.getLogger("django_observability")
 
@@ -53,23 +58,51 @@ _STATUS_LABELS = {code: str(code) for code in range(100, 600)}
 class _Config:
     """The settings the middleware needs per request, read and checked once."""
 
-    __slots__ = ("exclude_prefixes", "header", "meta_key", "probes", "trust_incoming")
+    __slots__ = (
+        "access_log",
+        "exclude_prefixes",
+        "extract_always",
+        "header",
+        "meta_key",
+        "own_paths",
+        "probes",
+        "trust_incoming",
+    )
 
     def __init__(self) -> None:
         self.header: str = valid_or_default("REQUEST_ID_HEADER", "X-Request-ID")
         self.meta_key = _request_id.meta_key(self.header)
         self.trust_incoming: bool = valid_or_default("REQUEST_ID_TRUST_INCOMING", True)
         self.exclude_prefixes: tuple[str, ...] = tuple(valid_or_default("EXCLUDE_PATHS", ()))
+        self.access_log: bool = valid_or_default("ACCESS_LOG", True)
+        own = _own_paths()
+        # The app's own endpoints: no metrics, no span, no access log line.
+        self.own_paths = frozenset(own)
         self.probes: dict[str, str] = (
-            _probe_paths() if valid_or_default("HEALTH_PROBES_IN_MIDDLEWARE", True) else {}
+            {path: kind for path, kind in own.items() if kind in ("live", "ready")}
+            if valid_or_default("HEALTH_PROBES_IN_MIDDLEWARE", True)
+            else {}
         )
+        # With the default propagators (W3C trace context and baggage), a
+        # request without their headers has nothing to extract.
+        propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage")
+        self.extract_always = {p.strip() for p in propagators.split(",")} - {
+            "tracecontext",
+            "baggage",
+        } != set()
 
 
 _PROBE_METHODS = frozenset({"GET", "HEAD"})
+_OWN_URL_NAMES = (
+    ("health_live", "live"),
+    ("health_ready", "ready"),
+    ("health", "report"),
+    ("metrics", "metrics"),
+)
 
 
-def _probe_paths() -> dict[str, str]:
-    """``path_info`` of the liveness and readiness URLs -> "live" / "ready".
+def _own_paths() -> dict[str, str]:
+    """``path_info`` of the app's own URLs -> "live", "ready", "report", "metrics".
 
     Found by URL name, wherever ``django_observability.urls`` is mounted; empty
     when it is not.
@@ -78,13 +111,13 @@ def _probe_paths() -> dict[str, str]:
 
     paths = {}
     prefix = get_script_prefix()
-    for name, kind in (("health_live", "live"), ("health_ready", "ready")):
+    for name, kind in _OWN_URL_NAMES:
         try:
             path = reverse(f"django_observability:{name}")
         except NoReverseMatch:
             continue
         except Exception:
-            _fault("health probe URLs")
+            _fault("the app's own URLs")
             continue
         if path.startswith(prefix):
             path = "/" + path[len(prefix) :]
@@ -129,71 +162,298 @@ def _fault(where: str) -> None:
 
 
 class _Tracked:
-    """Metrics state of one request, from the first middleware call to completion."""
+    """Instrumentation state of one request, from the first middleware call to completion.
 
-    __slots__ = ("active", "body_bytes", "done", "method", "metrics", "route", "start", "status")
+    Each part (metrics, span, access log) may be absent; each is recorded in
+    its own ``try`` so that a fault in one leaves the others, and the
+    response, alone.
+    """
 
-    def __init__(self, metrics: Metrics, method: str) -> None:
+    __slots__ = (
+        "active",
+        "body_bytes",
+        "done",
+        "exc",
+        "excluded",
+        "log",
+        "method",
+        "metrics",
+        "owns_span",
+        "queries",
+        "request",
+        "route",
+        "span",
+        "start",
+        "status",
+    )
+
+    def __init__(self, request: HttpRequest, metrics: Metrics | None, method: str) -> None:
+        self.request = request
         self.metrics = metrics
         self.method = method
-        self.active = metrics.active_child(method)
-        self.active.inc()
+        self.active = None
+        if metrics is not None:
+            self.active = metrics.active_child(method)
+            self.active.inc()
         self.done = False
-        self.route = ""
+        self.excluded = False
+        self.route = UNMATCHED
         self.status = ""
         self.body_bytes: int | None = None
+        self.exc: BaseException | None = None
+        self.span: Any = None
+        self.owns_span = False
+        self.log = False
+        self.queries: list[float] = [0, 0.0]
         self.start = _perf_counter()
 
     def exclude(self) -> None:
-        """Drop this request from the metrics (an excluded view is serving it)."""
-        if not self.done:
-            self.done = True
-            self.active.dec()
+        """Leave this request out of the metrics and the access log (an exempt view)."""
+        if not self.excluded:
+            self.excluded = True
+            if self.active is not None and not self.done:
+                self.active.dec()
 
     def complete(self) -> None:
         """Record the finished request; safe to call more than once."""
         if self.done:
             return
         self.done = True
-        try:
-            self.metrics.observe(
-                self.method,
-                self.route,
-                self.status,
-                _perf_counter() - self.start,
-                self.body_bytes,
-            )
-        finally:
-            self.active.dec()
+        seconds = _perf_counter() - self.start
+        span = self.span
+        if span is not None:
+            try:
+                _finish_span(self, span)
+            except Exception:
+                _fault("request span")
+        if self.excluded:
+            return
+        if self.metrics is not None:
+            try:
+                exemplar = None
+                if span is not None and self.metrics.exemplars:
+                    exemplar = _exemplar(span)
+                self.metrics.observe(
+                    self.method, self.route, self.status, seconds, self.body_bytes, exemplar
+                )
+            except Exception:
+                _fault("request metrics")
+            finally:
+                self.active.dec()  # type: ignore[union-attr]
+        if self.log:
+            try:
+                _access_log(self, seconds)
+            except Exception:
+                _fault("access log")
 
 
 def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]:
-    """Request id and in-flight accounting; returns (contextvar token, tracked state)."""
+    """Request id, in-flight accounting and the server span.
+
+    Returns the context tokens to reset when the middleware returns, and the
+    tracked state (``None`` for an excluded request).
+    """
     try:
         rid = _request_id.from_meta(request.META, config.meta_key, config.trust_incoming)
         request.request_id = rid  # type: ignore[attr-defined]
-        token = _request_id._current.set(rid)
+        tokens: list[tuple[Any, Any]] = [(_request_id._current, _request_id._current.set(rid))]
     except Exception:
         _fault("request id")
         return None, None
     try:
-        metrics = get_metrics()
-        if metrics is None or (
-            config.exclude_prefixes and request.path_info.startswith(config.exclude_prefixes)
+        path = request.path_info
+        if path in config.own_paths or (
+            config.exclude_prefixes and path.startswith(config.exclude_prefixes)
         ):
-            return token, None
-        tracked = _Tracked(metrics, method_label(request.method))
+            return tokens, None
+        tracked = _Tracked(request, get_metrics(), method_label(request.method))
         setattr(request, _STATE, tracked)
-        return token, tracked
     except Exception:
         _fault("request metrics (start)")
-        return token, None
+        return tokens, None
+    try:
+        tokens.append((request_queries, request_queries.set(tracked.queries)))
+        tracer = get_tracer()
+        if tracer is not None:
+            _start_span(request, tracer, tracked, config, rid, tokens)
+        tracked.log = config.access_log and access_logger.isEnabledFor(logging.INFO)
+    except Exception:
+        _fault("request span (start)")
+    return tokens, tracked
+
+
+_OTEL_DJANGO_SPAN = "opentelemetry-instrumentor-django.span_key"
+
+
+class _MetaGetter:
+    """Reads propagation headers (``traceparent``...) from ``request.META``."""
+
+    def get(self, carrier: dict[str, Any], key: str) -> list[str] | None:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: dict[str, Any]) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+_meta_getter = _MetaGetter()
+
+
+def _start_span(
+    request: HttpRequest,
+    tracer: Any,
+    tracked: _Tracked,
+    config: _Config,
+    rid: str,
+    tokens: list[tuple[Any, Any]],
+) -> None:
+    meta = request.META
+    theirs = meta.get(_OTEL_DJANGO_SPAN)
+    if theirs is not None:
+        # opentelemetry-instrumentation-django made the server span: enrich
+        # it rather than make a second one.
+        if theirs.is_recording():
+            theirs.set_attribute("http.request.id", rid)
+        tracked.span = theirs
+        return
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate
+    from opentelemetry.trace import SpanKind, set_span_in_context
+
+    parent = None
+    if config.extract_always or "HTTP_TRACEPARENT" in meta or "HTTP_BAGGAGE" in meta:
+        parent = propagate.extract(meta, getter=_meta_getter)
+    span = tracer.start_span(tracked.method, context=parent, kind=SpanKind.SERVER)
+    tracked.span = span
+    tracked.owns_span = True
+    if span.is_recording():
+        span.set_attributes(_request_attributes(request, tracked.method, rid))
+    context = set_span_in_context(span, parent)
+    tokens.append((None, otel_context.attach(context)))
+
+
+def _request_attributes(request: HttpRequest, method: str, rid: str) -> dict[str, Any]:
+    """HTTP semantic-convention attributes known when the request arrives.
+
+    Never through ``request.get_host()``, which raises for a disallowed Host.
+    """
+    meta = request.META
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "url.path": request.path[:2048],
+        "url.scheme": request.scheme or "http",
+        "http.request.id": rid,
+    }
+    if method == OTHER_METHOD:
+        attributes["http.request.method_original"] = str(request.method)[:64]
+    host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME")
+    if host:
+        host = str(host)[:255]
+        name, sep, port = host.rpartition(":")  # "[::1]:8000" -> "[::1]", "8000"
+        if sep and port.isdigit():
+            attributes["server.address"] = name
+            attributes["server.port"] = int(port)
+        else:
+            attributes["server.address"] = host
+    client = meta.get("REMOTE_ADDR")
+    if client:
+        attributes["client.address"] = client
+    agent = meta.get("HTTP_USER_AGENT")
+    if agent:
+        attributes["user_agent.original"] = agent[:1024]
+    protocol = meta.get("SERVER_PROTOCOL")
+    if protocol and "/" in protocol:
+        attributes["network.protocol.version"] = protocol.split("/", 1)[1]
+    return attributes
+
+
+def _finish_span(tracked: _Tracked, span: Any) -> None:
+    if not tracked.owns_span:
+        return  # opentelemetry-instrumentation-django ends its own span
+    if span.is_recording():
+        status = tracked.status
+        if tracked.route != UNMATCHED:
+            span.set_attribute("http.route", tracked.route)
+            span.update_name(f"{tracked.method} {tracked.route}")
+        if status.isdigit():
+            span.set_attribute("http.response.status_code", int(status))
+        if tracked.exc is not None:
+            set_error(span, tracked.exc, exception_name(tracked.exc))
+        elif status and status >= "500" and len(status) == 3:
+            set_error(span, None, status)
+    span.end()
+
+
+def _exemplar(span: Any) -> dict[str, str] | None:
+    context = span.get_span_context()
+    if not context.trace_flags.sampled:
+        return None
+    return {
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+    }
+
+
+access_logger = logging.getLogger("django_observability.access")
+_NS = 1_000_000_000
+
+
+def _access_log(tracked: _Tracked, seconds: float) -> None:
+    request = tracked.request
+    path = request.path
+    if len(path) > 2048:
+        path = path[:2048]
+    extra: dict[str, Any] = {
+        "http.request.method": tracked.method,
+        "url.path": path,
+        "http.route": tracked.route,
+        "http.response.status_code": int(tracked.status) if tracked.status.isdigit() else None,
+        "http.response.body.bytes": tracked.body_bytes,
+        "event.duration": int(seconds * _NS),
+        "client.ip": request.META.get("REMOTE_ADDR"),
+        "db.queries.count": int(tracked.queries[0]),
+        "db.queries.duration": int(tracked.queries[1] * _NS),
+        # Explicit, for responses that finish after the request's context is gone.
+        "request_id": getattr(request, "request_id", None),
+    }
+    user_id = _loaded_user_id(request)
+    if user_id is not None:
+        extra["user.id"] = user_id
+    span = tracked.span
+    if span is not None:
+        context = span.get_span_context()
+        if context.is_valid:
+            extra["trace_id"] = format(context.trace_id, "032x")
+            extra["span_id"] = format(context.span_id, "016x")
+    access_logger.info("%s %s %s", tracked.method, path, tracked.status, extra=extra)
+
+
+def _loaded_user_id(request: HttpRequest) -> str | None:
+    """The user's id if the request already loaded its user; never a database query.
+
+    Reading ``request.user`` would load it (a query, and from async code a
+    SynchronousOnlyOperation), so only a user already loaded is used.
+    """
+    from django.utils.functional import empty
+
+    state = request.__dict__
+    user = state.get("_cached_user") or state.get("_acached_user")
+    if user is None:
+        lazy = state.get("user")
+        if lazy is not None:
+            wrapped = lazy.__dict__.get("_wrapped", lazy) if hasattr(lazy, "__dict__") else lazy
+            if wrapped is not empty:
+                user = wrapped
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    pk = getattr(user, "pk", None)
+    return None if pk is None else str(pk)
 
 
 def _end(
     request: HttpRequest, config: _Config, tracked: _Tracked | None, response: HttpResponseBase
 ) -> None:
-    """Echo the request id and record the metrics (now, or when a stream closes)."""
+    """Echo the request id and record the request (now, or when a stream closes)."""
     try:
         rid = getattr(request, "request_id", None)
         if rid is not None:
@@ -208,15 +468,16 @@ def _end(
         tracked.status = _STATUS_LABELS.get(code) or str(code)
         exc = request.__dict__.get(_EXCEPTION)
         if exc is not None:
-            tracked.metrics.count_exception(route, exc)
+            tracked.exc = exc
+            if tracked.metrics is not None and not tracked.excluded:
+                tracked.metrics.count_exception(route, exception_name(exc))
         if response.streaming:
             _complete_on_close(tracked, response)
             return
         tracked.body_bytes = 0 if tracked.method == "HEAD" else len(response.content)
-        tracked.complete()
     except Exception:
         _fault("request metrics (end)")
-        _give_up(tracked)
+    tracked.complete()
 
 
 def _abort(request: HttpRequest, tracked: _Tracked | None, exc: BaseException) -> None:
@@ -236,20 +497,12 @@ def _abort(request: HttpRequest, tracked: _Tracked | None, exc: BaseException) -
         else:
             tracked.status = "500"
         if isinstance(exc, Exception):
-            name = request.__dict__.get(_EXCEPTION) or exception_name(exc)
-            tracked.metrics.count_exception(route, name)
-        tracked.complete()
+            tracked.exc = request.__dict__.get(_EXCEPTION) or exc
+            if tracked.metrics is not None and not tracked.excluded:
+                tracked.metrics.count_exception(route, exception_name(tracked.exc))
     except Exception:
         _fault("request metrics (exception)")
-        _give_up(tracked)
-
-
-def _give_up(tracked: _Tracked) -> None:
-    # Never leave the in-flight gauge counting a request we failed to record.
-    try:
-        tracked.exclude()
-    except Exception:
-        _fault("in-flight gauge")
+    tracked.complete()
 
 
 def _complete_on_close(tracked: _Tracked, response: HttpResponseBase) -> None:
@@ -303,10 +556,7 @@ def record_exception(sender: Any, request: HttpRequest | None = None, **kwargs: 
         return
     exc = sys.exc_info()[1]
     if exc is not None:
-        try:
-            request.__dict__[_EXCEPTION] = exception_name(exc)
-        except Exception:
-            _fault("exception receiver")
+        request.__dict__[_EXCEPTION] = exc
 
 
 class ObservabilityMiddleware:
@@ -334,15 +584,15 @@ class ObservabilityMiddleware:
                     return answer_probe(request, kind)
                 except Exception:
                     _fault("health probe")  # let the view answer instead
-        token, tracked = _begin(request, config)
+        tokens, tracked = _begin(request, config)
         try:
             response = self.get_response(request)
         except BaseException as exc:
             _abort(request, tracked, exc)
-            _reset(token)
+            _reset(tokens)
             raise
         _end(request, config, tracked, response)
-        _reset(token)
+        _reset(tokens)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -356,26 +606,32 @@ class ObservabilityMiddleware:
                     return await aanswer_probe(request, kind)
                 except Exception:
                     _fault("health probe")  # let the view answer instead
-        token, tracked = _begin(request, config)
+        tokens, tracked = _begin(request, config)
         try:
             response = await self.get_response(request)
         except BaseException as exc:
             _abort(request, tracked, exc)
-            _reset(token)
+            _reset(tokens)
             raise
         _end(request, config, tracked, response)
-        _reset(token)
+        _reset(tokens)
         return response
 
 
-def _reset(token: Any) -> None:
-    # try/except rather than contextlib.suppress: this runs on every request.
-    if token is not None:
-        try:  # noqa: SIM105
-            _request_id._current.reset(token)
-        except ValueError:
-            # Created in another context (a response finished elsewhere).
-            pass
+def _reset(tokens: list[tuple[Any, Any]] | None) -> None:
+    """Undo, in reverse order, the context changes ``_begin`` made."""
+    if not tokens:
+        return
+    for var, token in reversed(tokens):
+        try:
+            if var is None:
+                from opentelemetry import context as otel_context
+
+                otel_context.detach(token)
+            else:
+                var.reset(token)
+        except Exception:
+            _fault("context reset")
 
 
 _View = TypeVar("_View", bound=Callable[..., Any])
