@@ -14,8 +14,11 @@ class ObservabilityConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
-        from django_observability import checks  # noqa: F401  (registers the system checks)
-        from django_observability import db, tracing
+        from django_observability import (
+            checks,  # noqa: F401  (registers the system checks)
+            db,
+            tracing,
+        )
         from django_observability.health.builtin import prime_cpu
         from django_observability.middleware import record_exception
 
@@ -50,12 +53,11 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
         return
     if not setting.startswith(PREFIX):
         return
+    from django_observability import db
     from django_observability.access import _networks
     from django_observability.health import registry
     from django_observability.health.runner import runner
     from django_observability.metrics import reset_metrics
-
-    from django_observability import db
 
     reset_config()
     db.reset()

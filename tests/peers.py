@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -34,6 +36,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -402,14 +405,14 @@ class Server:
             time.sleep(0.1)
         pytest.fail(f"{self.name} not ready within {deadline} s:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        """SIGTERM and wait; SIGKILL to the process group if it does not go."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM and wait ``timeout`` s; SIGKILL to the process group if it does not go."""
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return
         proc.terminate()
         try:
-            proc.wait(timeout=STOP_TIMEOUT)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             # Not reaped yet, so the group id is still ours.
             with contextlib.suppress(ProcessLookupError):
@@ -620,3 +623,317 @@ def prometheus_server(
         yield server
     finally:
         server.stop()
+
+
+# --- health tests: keep-alive connections, other callers, more servers ---------
+
+# Loopback, but outside the example project's OBSERVABILITY_ALLOWED_IPS
+# (127.0.0.1/32): a caller from here is not authorized to see details.
+UNAUTHORIZED_SOURCE = "127.0.0.2"
+
+
+class Connection:
+    """One persistent HTTP/1.1 connection, optionally from another source address.
+
+    A gunicorn gthread worker keeps a connection it accepted (keep-alive), so
+    every request sent on it is answered by the same worker process.
+    """
+
+    def __init__(self, base_url: str, source: str | None = None, timeout: float = HTTP_TIMEOUT):
+        parts = urllib.parse.urlsplit(base_url)
+        self._conn = HTTPConnection(
+            parts.hostname or "127.0.0.1",
+            parts.port,
+            timeout=timeout,
+            source_address=(source, 0) if source else None,
+        )
+
+    def request(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> Response:
+        self._conn.request(method, path, headers=headers or {})
+        resp = self._conn.getresponse()
+        body = resp.read()
+        return Response(resp.status, _lower(resp.getheaders()), body)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def http_from(
+    source: str, url: str, headers: dict[str, str] | None = None, timeout: float = HTTP_TIMEOUT
+) -> Response:
+    """One GET sent from the local address ``source`` (e.g. ``UNAUTHORIZED_SOURCE``)."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    with Connection(url, source=source, timeout=timeout) as conn:
+        return conn.request(path or "/", headers=headers)
+
+
+def pin_workers(base_url: str, workers: int, attempts: int = 200) -> dict[int, Connection]:
+    """One keep-alive connection per worker process, keyed by the worker's pid.
+
+    Opens connections until ``GET /`` (whose JSON carries ``pid``) has come
+    from ``workers`` different processes; the surplus is closed. Needs workers
+    that keep connections alive (gunicorn gthread, uvicorn).
+    """
+    pinned: dict[int, Connection] = {}
+    spare: list[Connection] = []
+    try:
+        for _ in range(attempts):
+            conn = Connection(base_url)
+            resp = conn.request("/")
+            assert resp.status == 200, (resp.status, resp.body[:300])
+            pid = resp.json()["pid"]
+            # Surplus connections stay open until the end, so that every
+            # attempt is a new connection (a new accept), not a reused one.
+            if pid in pinned:
+                spare.append(conn)
+            else:
+                pinned[pid] = conn
+            if len(pinned) >= workers:
+                return pinned
+    finally:
+        for conn in spare:
+            conn.close()
+    for conn in pinned.values():
+        conn.close()
+    pytest.fail(f"only {len(pinned)} of {workers} workers answered in {attempts} connections")
+
+
+def serving_pids(server: Server) -> set[int]:
+    """Process ids that serve requests: gunicorn's workers, else the process itself."""
+    import psutil
+
+    assert server.proc is not None
+    children = psutil.Process(server.proc.pid).children()
+    return {child.pid for child in children} or {server.proc.pid}
+
+
+def make_gunicorn(
+    name: str,
+    workdir: Path,
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    worker_class: str = "sync",
+    threads: int = 1,
+    max_requests: int = 0,
+) -> Server:
+    """The example project under gunicorn (not started), multiprocess directory in ``workdir``."""
+    port = free_port()
+    env = dict(env)
+    env.update(
+        PROMETHEUS_MULTIPROC_DIR=str(workdir / "multiproc"),
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS=str(workers),
+        GUNICORN_WORKER_CLASS=worker_class,
+        GUNICORN_THREADS=str(threads),
+        GUNICORN_MAX_REQUESTS=str(max_requests),
+    )
+    return Server(
+        name=name,
+        argv=[
+            executable("gunicorn"),
+            "-c",
+            "gunicorn.conf.py",
+            *_gunicorn_extra_args(),
+            "example.wsgi:application",
+        ],
+        cwd=EXAMPLE_DIR,
+        env=env,
+        log_path=workdir / f"{name}.log",
+        url=f"http://127.0.0.1:{port}",
+    )
+
+
+def make_uvicorn(name: str, workdir: Path, env: dict[str, str]) -> Server:
+    """The example project's ASGI application under uvicorn, one process (not started)."""
+    port = free_port()
+    return Server(
+        name=name,
+        argv=[
+            executable("uvicorn"),
+            "example.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--lifespan",
+            "off",
+        ],
+        cwd=EXAMPLE_DIR,
+        env=dict(env),
+        log_path=workdir / f"{name}.log",
+        url=f"http://127.0.0.1:{port}",
+    )
+
+
+def manage(
+    env: dict[str, str], *args: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ARGS`` of the example project, output captured."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=EXAMPLE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# --- PostgreSQL ------------------------------------------------------------------
+
+
+def postgres_bin_dir() -> Path | None:
+    """``/usr/lib/postgresql/<newest>/bin`` when its server programs are installed."""
+    def version(pg_ctl: str) -> int:
+        name = Path(pg_ctl).parent.parent.name
+        return int(name) if name.isdigit() else 0
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=version)
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("pg_ctl")
+    return Path(on_path).parent if on_path else None
+
+
+@dataclass
+class Postgres:
+    """A private PostgreSQL cluster in a temporary directory, on a free port.
+
+    initdb refuses to run as root, so as root every server program runs as
+    the ``postgres`` user (the directory is handed to it).
+    """
+
+    bin_dir: Path
+    root: Path
+    port: int
+    run_as: str | None
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def _run(self, program: str, *args: str, timeout: float = 60.0) -> str:
+        argv = [str(self.bin_dir / program), *args]
+        if self.run_as:
+            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=self.root
+        )
+        assert proc.returncode == 0, f"{program} {args}: {proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    def init(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+            "--no-sync",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "postgres.log"),
+            "-o", options, "-w", "-t", "30", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
+
+    def running(self) -> bool:
+        argv = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "status"]
+        if self.run_as:
+            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0
+
+    def kill(self) -> None:
+        """Stop it whatever state it is in: immediate shutdown, else SIGKILL its postmaster."""
+        with contextlib.suppress(Exception):
+            if self.running():
+                self.stop("immediate")
+        pid_file = self.data / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGKILL)
+
+    def connect(self, dbname: str = "postgres") -> Any:
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=5,
+        )
+
+    def create_database(self, name: str) -> None:
+        with self.connect() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+    def backends(self, dbname: str) -> int:
+        """Client connections to ``dbname`` right now (this query's own excluded)."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (dbname,),
+            ).fetchone()
+        return int(row[0])
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return (self.root / "postgres.log").read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterable[Postgres]:
+    """A private PostgreSQL on 127.0.0.1 for this session; tests may stop and start it.
+
+    Skipped when the PostgreSQL server programs are not installed (``make
+    peers`` installs them).
+    """
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None or not (bin_dir / "initdb").exists():
+        pytest.skip("PostgreSQL server programs (initdb, pg_ctl) are not installed")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install 'psycopg[binary]')")
+    run_as = None
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL")
+        run_as = "postgres"
+    # Not under pytest's temporary directory: that one is private to root.
+    root = Path(tempfile.mkdtemp(prefix="observability-pg-"))
+    if run_as:
+        shutil.chown(root, user=run_as, group=run_as)
+    server = Postgres(bin_dir=bin_dir, root=root, port=free_port(), run_as=run_as)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(root, ignore_errors=True)
