@@ -18,7 +18,14 @@ class SyncHTTP:
         response = self.client.generic(method, path, **kwargs)
         response.body = b""
         if response.streaming and consume:
-            response.body = b"".join(response.streaming_content)
+            if response.is_async:
+
+                async def read():
+                    return b"".join([chunk async for chunk in response.streaming_content])
+
+                response.body = async_to_sync(read)()
+            else:
+                response.body = b"".join(response.streaming_content)
         elif not response.streaming:
             response.body = response.content
         return response

@@ -91,3 +91,20 @@ def exempt(request):
 
 async def async_exempt(request):
     return HttpResponse("async exempt")
+
+
+def db_view(request):
+    from django.contrib.auth.models import Group
+
+    Group.objects.create(name="secret-value")
+    names = list(Group.objects.filter(name="secret-value").values_list("name", flat=True))
+    Group.objects.filter(name="secret-value").delete()
+    return HttpResponse(str(len(names)))
+
+
+def db_error(request):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    return HttpResponse("unreachable")

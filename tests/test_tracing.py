@@ -1,0 +1,326 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from django.test import override_settings
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, StatusCode
+
+from django_observability import tracing
+from tests.clients import AsyncHTTP, SyncHTTP
+
+TOKEN = {"Authorization": "Bearer test-token"}
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def spans():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    yield exporter
+    tracing.use_tracer_provider(None)
+
+
+@pytest.fixture(params=["sync", "async"])
+def http(request):
+    return SyncHTTP() if request.param == "sync" else AsyncHTTP()
+
+
+def server_spans(exporter):
+    return [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+
+
+def test_server_span(http, spans):
+    response = http.get(
+        "/api/v1/items/7/", headers={"User-Agent": "probe/1.0", "X-Request-ID": "req-1"}
+    )
+    (span,) = server_spans(spans)
+    assert span.name == "GET /api/v1/items/<int:pk>/"
+    attributes = dict(span.attributes)
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.route"] == "/api/v1/items/<int:pk>/"
+    assert attributes["url.path"] == "/api/v1/items/7/"
+    assert attributes["url.scheme"] == "http"
+    assert attributes["http.response.status_code"] == 200
+    assert attributes["server.address"] == "testserver"
+    assert attributes["user_agent.original"] == "probe/1.0"
+    assert attributes["http.request.id"] == response["X-Request-ID"] == "req-1"
+    assert "client.address" in attributes
+    assert span.status.status_code == StatusCode.UNSET
+
+
+def test_incoming_traceparent_is_continued(http, spans):
+    http.get("/", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    (span,) = server_spans(spans)
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert format(span.parent.span_id, "016x") == PARENT_ID
+    assert span.parent.is_remote
+
+
+@pytest.mark.parametrize(
+    "traceparent", ["garbage", "00-" + "0" * 32 + "-" + "0" * 16 + "-01", "x" * 5000]
+)
+def test_malformed_traceparent_starts_a_new_trace(http, spans, traceparent):
+    assert http.get("/", headers={"traceparent": traceparent}).status_code == 200
+    (span,) = server_spans(spans)
+    assert span.parent is None
+
+
+def test_unmatched_and_errors(http, spans):
+    http.get("/nowhere/")
+    path = "/boom/" if http.mode == "sync" else "/async-boom/"
+    http.get(path)
+    unmatched, boom = server_spans(spans)
+    assert unmatched.name == "GET"
+    assert "http.route" not in unmatched.attributes
+    assert unmatched.attributes["http.response.status_code"] == 404
+    assert boom.status.status_code == StatusCode.ERROR
+    assert boom.attributes["error.type"] == "tests.views.BoomError"
+    (event,) = [e for e in boom.events if e.name == "exception"]
+    assert event.attributes["exception.type"].endswith("BoomError")
+
+
+def test_odd_method(http, spans):
+    http.request("PROPFIND", "/created/")
+    (span,) = server_spans(spans)
+    assert span.attributes["http.request.method"] == "_OTHER"
+    assert span.attributes["http.request.method_original"] == "PROPFIND"
+    assert span.name == "_OTHER /created/"
+
+
+def test_excluded_requests_have_no_span(http, spans):
+    http.get("/metrics", headers=TOKEN)
+    http.get("/health/live/")
+    with override_settings(OBSERVABILITY_EXCLUDE_PATHS=["/api/"]):
+        http.get("/api/v1/items/1/")
+    assert server_spans(spans) == []
+
+
+@pytest.mark.parametrize("path", ["/stream/", "/async-stream/"])
+def test_streaming_span_ends_when_the_response_closes(http, spans, path):
+    http.get(path)
+    (span,) = server_spans(spans)
+    assert span.end_time is not None
+    assert span.name == f"GET {path}"
+
+
+@pytest.mark.django_db
+def test_database_spans_are_children_of_the_request(http, spans, samples):
+    response = http.get("/db/")
+    assert response.status_code == 200
+    (server,) = server_spans(spans)
+    db_spans = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    assert len(db_spans) >= 2
+    for span in db_spans:
+        assert span.parent.span_id == server.context.span_id
+        assert span.attributes["db.system.name"] == "sqlite"
+    select = next(s for s in db_spans if s.attributes.get("db.operation.name") == "SELECT")
+    assert select.name.startswith("SELECT ")
+    assert (
+        "%s" in select.attributes["db.query.text"] or "?" not in select.attributes["db.query.text"]
+    )
+    assert "secret-value" not in str([dict(s.attributes) for s in db_spans])
+    count = samples.value(
+        "db_client_operation_duration_seconds_count", alias="default", operation="SELECT"
+    )
+    assert count >= 1
+
+
+@pytest.mark.django_db
+def test_database_errors(http, samples, spans):
+    assert http.get("/db-error/").status_code == 500
+    errors = samples.series("db_client_errors_total")
+    assert errors == [{"alias": "default", "error": "django.db.utils.OperationalError"}]
+    failed = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
+    assert failed[-1].status.status_code == StatusCode.ERROR
+
+
+@pytest.mark.django_db
+@override_settings(OBSERVABILITY_TRACING_DB_SPANS=False, OBSERVABILITY_DB_METRICS=False)
+def test_database_instrumentation_can_be_switched_off(http, spans, samples):
+    http.get("/db/")
+    assert [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT] == []
+    assert samples.series("db_client_operation_duration_seconds_count") == []
+
+
+def test_exemplars_in_openmetrics(http, spans):
+    http.get("/api/v1/items/3/")
+    (span,) = server_spans(spans)
+    accept = {"Accept": "application/openmetrics-text; version=1.0.0", **TOKEN}
+    text = http.get("/metrics", headers=accept).body.decode()
+    trace_id = format(span.context.trace_id, "032x")
+    lines = [line for line in text.splitlines() if f'trace_id="{trace_id}"' in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("http_server_request_duration_seconds_bucket{")
+    assert f'span_id="{format(span.context.span_id, "016x")}"' in lines[0]
+
+
+def test_unsampled_requests_carry_no_exemplar(http):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    try:
+        http.get("/")
+        accept = {"Accept": "application/openmetrics-text; version=1.0.0", **TOKEN}
+        assert "trace_id" not in http.get("/metrics", headers=accept).body.decode()
+        assert exporter.get_finished_spans() == ()
+    finally:
+        tracing.use_tracer_provider(None)
+
+
+def test_no_provider_no_spans_and_nothing_breaks(http):
+    assert tracing.get_tracer() is None
+    assert http.get("/api/v1/items/1/").status_code == 200
+    with tracing.trace_operation("nothing") as span:
+        assert span is None
+
+
+def test_cooperates_with_opentelemetry_instrumentation_django(spans, settings):
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+    provider = tracing._cache.override
+    instrumentor = DjangoInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        response = SyncHTTP().get("/api/v1/items/5/")
+    finally:
+        instrumentor.uninstrument()
+    (span,) = server_spans(spans)  # one server span, not two
+    assert span.instrumentation_scope.name.startswith("opentelemetry.instrumentation.django")
+    assert span.attributes["http.request.id"] == response["X-Request-ID"]
+
+
+def test_helpers(spans):
+    with tracing.trace_operation("charge", **{"payment.provider": "acme"}) as span:
+        assert span.is_recording()
+
+    @tracing.traced()
+    def work(x):
+        return x * 2
+
+    @tracing.traced("async work")
+    async def async_work():
+        raise ValueError("nope")
+
+    assert work(2) == 4
+    from asgiref.sync import async_to_sync
+
+    with pytest.raises(ValueError, match="nope"):
+        async_to_sync(async_work)()
+    names = [s.name for s in spans.get_finished_spans()]
+    assert names == ["charge", "tests.test_tracing.test_helpers.<locals>.work", "async work"]
+    failed = spans.get_finished_spans()[-1]
+    assert failed.status.status_code == StatusCode.ERROR
+    assert spans.get_finished_spans()[0].attributes["payment.provider"] == "acme"
+
+
+# --- settings and the environment ---------------------------------------------------
+
+
+def test_exporter_setting_and_environment(monkeypatch, settings):
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    assert tracing.exporter_name() == "none"
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    assert tracing.exporter_name() == "otlp"
+    settings.OBSERVABILITY_TRACING_EXPORTER = "console"
+    assert tracing.exporter_name() == "console"
+
+
+def test_endpoint_rules(monkeypatch, settings):
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    assert tracing.otlp_endpoint("http/protobuf") is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318/")
+    assert tracing.otlp_endpoint("http/protobuf") == "http://env:4318/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://env:4318/custom")
+    assert tracing.otlp_endpoint("http/protobuf") == "http://env:4318/custom"
+    settings.OBSERVABILITY_TRACING_OTLP_ENDPOINT = "http://setting:4318"
+    assert tracing.otlp_endpoint("http/protobuf") == "http://setting:4318/v1/traces"
+    assert tracing.otlp_endpoint("grpc") == "http://setting:4318"
+
+
+def test_sample_ratio(monkeypatch, settings):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    assert tracing.sample_ratio() == 0.25
+    settings.OBSERVABILITY_TRACING_SAMPLE_RATIO = 0.1
+    assert tracing.sample_ratio() == 0.1
+    provider = tracing.build_provider("none")
+    assert isinstance(provider.sampler, ParentBased)
+    assert "0.1" in provider.sampler.get_description()
+    assert isinstance(TraceIdRatioBased(0.1), TraceIdRatioBased)
+
+
+def test_resource(settings):
+    settings.OBSERVABILITY_SERVICE_NAME = "shop"
+    settings.OBSERVABILITY_SERVICE_VERSION = "2.0"
+    settings.OBSERVABILITY_ENVIRONMENT = "staging"
+    attributes = tracing.build_provider("none").resource.attributes
+    assert attributes["service.name"] == "shop"
+    assert attributes["service.version"] == "2.0"
+    assert attributes["deployment.environment.name"] == "staging"
+    assert len(attributes["service.instance.id"]) == 32
+
+
+SETUP_SCRIPT = textwrap.dedent(
+    """
+    import django, os
+    from django.conf import settings
+    settings.configure(
+        INSTALLED_APPS=["django_observability"],
+        ROOT_URLCONF="tests.urls",
+        ALLOWED_HOSTS=["testserver"],
+        MIDDLEWARE=["django_observability.middleware.ObservabilityMiddleware"],
+        OBSERVABILITY_SERVICE_NAME="setup-test",
+        OBSERVABILITY_TRACING_EXPORTER="console",
+    )
+    django.setup()
+    from django_observability import tracing
+    from opentelemetry import trace
+    first = trace.get_tracer_provider()
+    assert tracing.setup() is first  # idempotent
+    from django.test import Client
+    assert Client().get("/api/v1/items/1/").status_code == 200
+    """
+)
+
+
+def test_setup_from_settings_exports_on_exit():
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("OTEL_TRACES_EXPORTER", None)
+    result = subprocess.run(
+        [sys.executable, "-c", SETUP_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    # The console exporter printed the span when the process flushed at exit.
+    assert '"name": "GET /api/v1/items/<int:pk>/"' in result.stdout
+    assert '"service.name": "setup-test"' in result.stdout
+
+
+def test_existing_provider_is_kept():
+    script = SETUP_SCRIPT.replace(
+        "django.setup()",
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "mine = TracerProvider()\n"
+        "trace.set_tracer_provider(mine)\n"
+        "django.setup()\n"
+        "assert trace.get_tracer_provider() is mine",
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"name": "GET' not in result.stdout  # our console exporter was not installed
