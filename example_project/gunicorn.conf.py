@@ -15,6 +15,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+# Load the app in the master before forking: tracing is set up there, and each
+# worker still makes its own exporter (django_observability.tracing).
+preload_app = os.environ.get("GUNICORN_PRELOAD", "0") == "1"
 timeout = 30
 graceful_timeout = 10
 accesslog = None  # the app logs its own requests

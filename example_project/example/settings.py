@@ -145,3 +145,17 @@ if os.environ.get("EXAMPLE_SLOW_CHECK_SECONDS"):
     OBSERVABILITY_HEALTH_READINESS_CHECKS.append("slow")
 
 MEDIA_ROOT = os.environ.get("EXAMPLE_MEDIA_ROOT", str(BASE_DIR / "media"))
+
+# Tracing: None means "as the OTEL_* environment says" (OTEL_TRACES_EXPORTER,
+# OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER_ARG...); a value here wins.
+OBSERVABILITY_TRACING_EXPORTER = (
+    os.environ.get("EXAMPLE_TRACING_EXPORTER") or None
+)  # none|console|otlp
+OBSERVABILITY_TRACING_OTLP_ENDPOINT = None  # e.g. "http://collector:4318"
+OBSERVABILITY_TRACING_OTLP_PROTOCOL = None  # "http/protobuf" (default) or "grpc"
+OBSERVABILITY_TRACING_SAMPLE_RATIO = None  # 0.0-1.0, parent-based; None: 1.0
+OBSERVABILITY_TRACING_EXPORT_TIMEOUT = 2.0  # seconds; exports run off the request path
+OBSERVABILITY_TRACING_DB_SPANS = True
+OBSERVABILITY_DB_METRICS = True
+# One JSON line per request on the logger django_observability.access.
+OBSERVABILITY_ACCESS_LOG = True

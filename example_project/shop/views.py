@@ -1,8 +1,11 @@
 import asyncio
+import logging
 import os
 import time
 
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+
+logger = logging.getLogger("shop")
 
 
 class CheckoutError(Exception):
@@ -77,3 +80,28 @@ def stream(request):
             yield f"{i},row {i}\n".encode()
 
     return StreamingHttpResponse(rows(), content_type="text/csv")
+
+
+def stats(request):
+    """Runs a few queries: each shows up as a span and in db_client_* metrics."""
+    from django.contrib.auth.models import Group, User
+
+    logger.info("stats requested", extra={"shop.section": "stats"})
+    return JsonResponse(
+        {"users": User.objects.count(), "groups": Group.objects.count(), "pid": os.getpid()}
+    )
+
+
+async def async_stats(request):
+    from django.contrib.auth.models import Group, User
+
+    user = await request.auser()
+    logger.info("async stats requested")
+    return JsonResponse(
+        {
+            "users": await User.objects.acount(),
+            "groups": await Group.objects.acount(),
+            "user_id": user.pk,
+            "pid": os.getpid(),
+        }
+    )
