@@ -78,6 +78,27 @@ def test_w002_public_metrics_without_debug():
         ("ALLOWED_IPS", ["10.0.0.300"], "E021"),
         ("EXCLUDE_PATHS", "/static/", "E022"),
         ("EXCLUDE_PATHS", ["static/"], "E022"),
+        ("TRUSTED_PROXIES", ["proxy.local"], "E023"),
+        ("HEALTH_CHECKS", ["database"], "E030"),
+        ("HEALTH_CHECKS", {"db": ("path", "not a dict")}, "E030"),
+        ("HEALTH_CHECKS", {"bad name!": "x.y"}, "E030"),
+        ("HEALTH_READINESS_CHECKS", ["nope"], "E031"),
+        ("HEALTH_READINESS_CHECKS", "database", "E031"),
+        ("HEALTH_TIMEOUT", 0, "E032"),
+        ("HEALTH_DEADLINE", "1", "E033"),
+        ("HEALTH_CACHE_SECONDS", -1, "E034"),
+        ("HEALTH_SHOW_DETAILS", "sometimes", "E035"),
+        ("HEALTH_PROBES_IN_MIDDLEWARE", "yes", "E036"),
+        ("HEALTH_MAX_THREADS", 0, "E037"),
+        ("HEALTH_DRAIN_FILE", 5, "E038"),
+        ("TRACING_EXPORTER", "jaeger", "E040"),
+        ("TRACING_OTLP_ENDPOINT", "collector:4318", "E041"),
+        ("TRACING_OTLP_PROTOCOL", "http/json", "E042"),
+        ("TRACING_SAMPLE_RATIO", 1.5, "E043"),
+        ("TRACING_EXPORT_TIMEOUT", 0, "E044"),
+        ("TRACING_DB_SPANS", "no", "E045"),
+        ("DB_METRICS", None, "E046"),
+        ("ACCESS_LOG", 0, "E047"),
     ],
 )
 def test_setting_errors(setting, value, check_id):
@@ -99,3 +120,10 @@ def test_setting_errors(setting, value, check_id):
 )
 def test_valid_settings_pass():
     assert ids() == []
+
+
+@override_settings(OBSERVABILITY_HEALTH_CHECKS={"gone": "no.such.module.check"})
+def test_e039_health_check_cannot_load():
+    messages = [m for m in run_checks() if m.id == "django_observability.E039"]
+    assert len(messages) == 1
+    assert "gone" in messages[0].msg
