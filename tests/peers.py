@@ -797,6 +797,7 @@ def manage(
 
 def postgres_bin_dir() -> Path | None:
     """``/usr/lib/postgresql/<newest>/bin`` when its server programs are installed."""
+
     def version(pg_ctl: str) -> int:
         name = Path(pg_ctl).parent.parent.name
         return int(name) if name.isdigit() else 0
@@ -882,8 +883,11 @@ class Postgres:
         )
 
     def create_database(self, name: str) -> None:
+        """Create ``name`` unless it exists (several modules may share the server)."""
         with self.connect() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
 
     def backends(self, dbname: str) -> int:
         """Client connections to ``dbname`` right now (this query's own excluded)."""
