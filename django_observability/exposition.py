@@ -51,7 +51,10 @@ def _simple(metric: Metric) -> bool:
 
 
 def _empty_like(metric: Metric, name: str | None = None, typ: str | None = None) -> Metric:
-    return Metric(name or metric.name, metric.documentation, typ or metric.type, metric.unit)
+    # A family renamed for the text format's _created/_gsum/_gcount gauges has
+    # no unit: Metric() would append the unit to the new name.
+    unit = metric.unit if name is None else ""
+    return Metric(name or metric.name, metric.documentation, typ or metric.type, unit)
 
 
 class _Encoder:

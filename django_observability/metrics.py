@@ -419,6 +419,18 @@ def get_metrics() -> Metrics | None:
     return _create_metrics()
 
 
+def disable_in_this_process() -> None:
+    """Record no metrics from this process (a one-off command such as ``manage.py health``).
+
+    In multiprocess mode every process that records writes files for its pid
+    into ``PROMETHEUS_MULTIPROC_DIR``; a command run beside the workers (an
+    exec probe) would leave series behind that no worker owns.
+    """
+    global _metrics_failed
+    with _metrics_lock:
+        _metrics_failed = True
+
+
 def _create_metrics() -> Metrics | None:
     global _metrics, _metrics_failed
     with _metrics_lock:

@@ -29,6 +29,9 @@ def populated():
         "latency_seconds", "Latency.", ["route"], unit="seconds", registry=registry
     )
     sizes = Histogram("body_bytes", "Sizes.", ["m"], buckets=[1, 10], registry=registry)
+    # A unit and no exemplar: the fast path, with _created gauges after it.
+    timed = Histogram("timed_seconds", "Timed.", ["m"], unit="seconds", registry=registry)
+    Counter("ops_bytes", "Bytes moved.", ["m"], unit="bytes", registry=registry).labels("x").inc()
     summary = Summary("sizes", "Sizes.", registry=registry)
     Info("build", "Build info.", registry=registry).info({"version": "1.2", "odd": 'x"y'})
     Enum("state", "State.", states=["a", "b"], registry=registry).state("b")
@@ -38,6 +41,7 @@ def populated():
         gauge.labels(value).set(-i * 1e-9)
         histogram.labels(value).observe(i / 10)
         sizes.labels(value).observe(i)
+        timed.labels(value).observe(i / 100)
     summary.observe(3)
     histogram.labels("exemplar").observe(0.2, {"trace_id": "abc"})
     registry.register(Timestamped())

@@ -331,17 +331,7 @@ def test_hung_check_does_not_hang_probes(hung_servers: dict[str, Hung], kind: st
     "kind",
     [
         "uvicorn",
-        pytest.param(
-            "gunicorn",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "the health runner's ThreadPoolExecutor threads are joined at interpreter"
-                    " exit, so a worker with a hung check exits only when the check returns"
-                    " or gunicorn's graceful_timeout kills it"
-                ),
-            ),
-        ),
+        "gunicorn",
     ],
 )
 def test_hung_check_does_not_hold_up_shutdown(hung_servers: dict[str, Hung], kind: str) -> None:
@@ -748,14 +738,6 @@ def test_health_and_process_metrics_per_worker(pg_deployment: PgDeployment) -> N
     assert lint.returncode == 0, lint.stderr.decode() + lint.stdout.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "`manage.py health` run where PROMETHEUS_MULTIPROC_DIR is set (an exec probe in the"
-        " workers' container) writes live gauge files for its own pid that nobody marks dead:"
-        " a django_process_* series per run, and its health_ready (livemin) stays forever"
-    ),
-)
 def test_health_command_leaves_no_series_in_the_workers_metrics(
     pg_deployment: PgDeployment,
 ) -> None:

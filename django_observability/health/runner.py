@@ -21,10 +21,12 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connections
 
@@ -118,26 +120,68 @@ def run_check(spec: CheckSpec) -> CheckResult:
     return CheckResult(spec.name, components, duration, error)
 
 
+class DaemonPool:
+    """A bounded pool of daemon threads, handing out ``concurrent.futures.Future``.
+
+    Not ``ThreadPoolExecutor``: Python waits for its threads at exit, so one
+    hung check would hold up a worker's shutdown (and ``manage.py health``)
+    until the check returned. These threads die with the process.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max = max_workers
+        self._name = name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        if not self._idle.acquire(blocking=False):
+            with self._lock:
+                if len(self._threads) < self._max:
+                    thread = threading.Thread(
+                        target=self._work,
+                        name=f"{self._name}_{len(self._threads)}",
+                        daemon=True,
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args = self._queue.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+            del future, fn, args
+            self._idle.release()
+
+
 class Runner:
     """The per-process state: pool, runs in flight and recent results."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: DaemonPool | None = None
         self._running: dict[str, _Run] = {}
         self._results: dict[str, tuple[float, CheckResult]] = {}
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _pool(self) -> DaemonPool:
         if self._pid != os.getpid():
             # Forked: the parent's threads did not come along.
             self._pid = os.getpid()
             self._executor = None
             self._running.clear()
         if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=valid_or_default("HEALTH_MAX_THREADS", 8),
-                thread_name_prefix="observability-health",
+            self._executor = DaemonPool(
+                valid_or_default("HEALTH_MAX_THREADS", 8), "observability-health"
             )
         return self._executor
 

@@ -20,6 +20,7 @@ from django_observability.health.views import (
     render_json,
     render_text,
 )
+from django_observability.metrics import disable_in_this_process
 
 
 class Command(BaseCommand):
@@ -33,6 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["text", "json"], default="text")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Run beside the workers (an exec probe), this process must not add
+        # series of its own to their multiprocess metrics.
+        disable_in_this_process()
         kind = READY if options["ready"] else LIVE if options["live"] else REPORT
         status, results = evaluate(kind)
         if options["format"] == "json":
