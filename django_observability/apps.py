@@ -15,6 +15,7 @@ class ObservabilityConfig(AppConfig):
 
     def ready(self) -> None:
         from django_observability import (
+            audit,
             checks,  # noqa: F401  (registers the system checks)
             db,
             tracing,
@@ -28,6 +29,7 @@ class ObservabilityConfig(AppConfig):
         setting_changed.connect(_setting_changed, dispatch_uid="django_observability.settings")
         prime_cpu()
         db.install()
+        audit.install()
         tracing.setup()
 
 
@@ -55,12 +57,14 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
         return
     from django_observability import db
     from django_observability.access import _networks
+    from django_observability.audit import selection
     from django_observability.health import registry
     from django_observability.health.runner import runner
     from django_observability.metrics import reset_metrics
 
     reset_config()
     db.reset()
+    selection.reset()
     _networks.cache_clear()
     if setting in _METRICS_SETTINGS:
         reset_metrics()

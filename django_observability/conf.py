@@ -210,6 +210,22 @@ class Settings:
         return getattr(settings, "OBSERVABILITY_ACCESS_LOG", True)
 
     @property
+    def AUDIT_MODELS(self) -> Sequence[str]:
+        return getattr(settings, "OBSERVABILITY_AUDIT_MODELS", ()) or ()
+
+    @property
+    def AUTH_EVENTS(self) -> bool:
+        return getattr(settings, "OBSERVABILITY_AUTH_EVENTS", True)
+
+    @property
+    def SECURITY_EVENTS(self) -> bool:
+        return getattr(settings, "OBSERVABILITY_SECURITY_EVENTS", True)
+
+    @property
+    def AUDIT_LOG_USERNAMES(self) -> bool:
+        return getattr(settings, "OBSERVABILITY_AUDIT_LOG_USERNAMES", False)
+
+    @property
     def HEALTH_DRAIN_FILE(self) -> str:
         value = getattr(settings, "OBSERVABILITY_HEALTH_DRAIN_FILE", None)
         if value:
@@ -392,6 +408,15 @@ def _ratio_or_none(value: Any) -> str | None:
     return f"must be None or a number from 0 to 1, not {value!r}"
 
 
+def _model_labels(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return "must be a list such as ['auth.User', 'shop.*']"
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"\w+\.(\w+|\*)", item):
+            return f"contains {item!r}; entries are 'app_label.Model' or 'app_label.*'"
+    return None
+
+
 # Setting name (without the prefix) -> (system check id, validator).
 VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "SERVICE_NAME": ("E010", _optional_str),
@@ -425,6 +450,10 @@ VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "TRACING_DB_SPANS": ("E045", _bool),
     "DB_METRICS": ("E046", _bool),
     "ACCESS_LOG": ("E047", _bool),
+    "AUDIT_MODELS": ("E050", _model_labels),
+    "AUTH_EVENTS": ("E051", _bool),
+    "SECURITY_EVENTS": ("E052", _bool),
+    "AUDIT_LOG_USERNAMES": ("E053", _bool),
 }
 
 

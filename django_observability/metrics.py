@@ -275,11 +275,42 @@ class Metrics:
             namespace=namespace,
             registry=registry,
         )
+        self.auth_events = Counter(
+            "auth_events",
+            "Authentication events: login, logout, login_failed.",
+            ["event"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.audit_events = Counter(
+            "audit_events",
+            "Audited actions (model changes and the project's own events), by action and target.",
+            ["action", "target"],
+            namespace=namespace,
+            registry=registry,
+        )
+        self.security_events = Counter(
+            "security_events",
+            "Security events: permission_denied, suspicious_operation, disallowed_host, "
+            "csrf_failure...",
+            ["type"],
+            namespace=namespace,
+            registry=registry,
+        )
         shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.exception_label = CappedLabel(
             _full_name(namespace, "exception"), label_cap, shared_dir
         )
         self.db_error_label = CappedLabel(_full_name(namespace, "db_error"), label_cap, shared_dir)
+        self.audit_action_label = CappedLabel(
+            _full_name(namespace, "audit_action"), label_cap, shared_dir
+        )
+        self.audit_target_label = CappedLabel(
+            _full_name(namespace, "audit_target"), label_cap, shared_dir
+        )
+        self.security_type_label = CappedLabel(
+            _full_name(namespace, "security_type"), label_cap, shared_dir
+        )
         # prometheus_client keeps no exemplars in multiprocess mode.
         self.exemplars = not getattr(values.ValueClass, "_multiprocess", False)
         self._db_children: dict[tuple[str, str], Any] = {}
@@ -334,6 +365,20 @@ class Metrics:
     def count_db_error(self, alias: str, error: str) -> None:
         self.db_errors.labels(alias, self.db_error_label(error)).inc()
 
+    def count_auth(self, event: str) -> None:
+        self.auth_events.labels(event).inc()
+
+    def count_audit(self, action: str, target: str, capped: bool) -> None:
+        """One audited action; ``capped`` for values that come from outside the code."""
+        if capped:
+            action, target = self.audit_action_label(action), self.audit_target_label(target)
+        self.audit_events.labels(action, target).inc()
+
+    def count_security(self, event_type: str, capped: bool) -> None:
+        if capped:
+            event_type = self.security_type_label(event_type)
+        self.security_events.labels(event_type).inc()
+
     def record_health(self, check: str, status: str, seconds: float) -> None:
         self.health_status.labels(check).set(HEALTH_VALUES[status])
         self.health_duration.labels(check).set(seconds)
@@ -368,6 +413,9 @@ class Metrics:
             self.build_info,
             self.db_duration,
             self.db_errors,
+            self.auth_events,
+            self.audit_events,
+            self.security_events,
             self.health_status,
             self.health_duration,
             self.health_ready,

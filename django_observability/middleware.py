@@ -256,7 +256,10 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
     try:
         rid = _request_id.from_meta(request.META, config.meta_key, config.trust_incoming)
         request.request_id = rid  # type: ignore[attr-defined]
-        tokens: list[tuple[Any, Any]] = [(_request_id._current, _request_id._current.set(rid))]
+        tokens: list[tuple[Any, Any]] = [
+            (_request_id._current, _request_id._current.set(rid)),
+            (_request_id._request, _request_id._request.set(request)),
+        ]
     except Exception:
         _fault("request id")
         return None, None

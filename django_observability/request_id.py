@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from contextvars import ContextVar
+from typing import Any
 
 # What we accept from a client: short, and characters that are safe in a log
 # line, a header and a URL without escaping.
@@ -19,6 +20,16 @@ _SAFE = re.compile(r"[A-Za-z0-9._:\-]+")
 _urandom = os.urandom
 
 _current: ContextVar[str | None] = ContextVar("django_observability_request_id", default=None)
+
+
+# The request being served (for audit records made outside the view's reach,
+# such as model signals). Internal: use request.request_id in views.
+_request: ContextVar[object | None] = ContextVar("django_observability_request", default=None)
+
+
+def current_request() -> Any:
+    """The request being served in this context, or ``None``."""
+    return _request.get()
 
 
 def get_request_id() -> str | None:

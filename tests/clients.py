@@ -15,7 +15,10 @@ class SyncHTTP:
         self.client = Client(raise_request_exception=False, **kwargs)
 
     def request(self, method, path, *, consume=True, **kwargs):
-        response = self.client.generic(method, path, **kwargs)
+        if isinstance(kwargs.get("data"), dict):
+            response = self.client.post(path, **kwargs)  # form-encoded
+        else:
+            response = self.client.generic(method, path, **kwargs)
         response.body = b""
         if response.streaming and consume:
             if response.is_async:
@@ -42,7 +45,10 @@ class AsyncHTTP:
 
     def request(self, method, path, *, consume=True, **kwargs):
         async def run():
-            response = await self.client.generic(method, path, **kwargs)
+            if isinstance(kwargs.get("data"), dict):
+                response = await self.client.post(path, **kwargs)  # form-encoded
+            else:
+                response = await self.client.generic(method, path, **kwargs)
             response.body = b""
             if response.streaming and consume:
                 if response.is_async:

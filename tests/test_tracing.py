@@ -276,7 +276,11 @@ SETUP_SCRIPT = textwrap.dedent(
     import django, os
     from django.conf import settings
     settings.configure(
-        INSTALLED_APPS=["django_observability"],
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django_observability",
+        ],
         ROOT_URLCONF="tests.urls",
         ALLOWED_HOSTS=["testserver"],
         MIDDLEWARE=["django_observability.middleware.ObservabilityMiddleware"],

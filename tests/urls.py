@@ -1,3 +1,4 @@
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from django_observability import observability_exempt
@@ -29,6 +30,13 @@ urlpatterns = [
     path("file/", views.file, name="file"),
     path("inflight/", views.inflight, name="inflight"),
     path("db/", views.db_view, name="db"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("async-login/", views.async_login, name="async-login"),
+    path("async-logout/", views.async_logout, name="async-logout"),
+    path("suspicious/", views.suspicious, name="suspicious"),
+    path("groups/", views.create_group, name="create-group"),
+    path("csrf/", views.csrf_protected, name="csrf"),
     path("db-error/", views.db_error, name="db-error"),
     path("ids/", views.request_ids, name="ids"),
     path("async-ids/", views.async_request_ids, name="async-ids"),

@@ -108,3 +108,40 @@ def db_error(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM no_such_table")
     return HttpResponse("unreachable")
+
+
+def suspicious(request):
+    from django.core.exceptions import SuspiciousOperation
+
+    raise SuspiciousOperation("tampered with")
+
+
+def create_group(request):
+    from django.contrib.auth.models import Group
+
+    request.user
+    group = Group.objects.create(name=request.POST.get("name", "editors"))
+    return HttpResponse(str(group.pk), status=201)
+
+
+async def async_login(request):
+    from django.contrib.auth import aauthenticate, alogin
+
+    user = await aauthenticate(
+        request, username=request.POST.get("username"), password=request.POST.get("password")
+    )
+    if user is None:
+        return HttpResponse("no", status=401)
+    await alogin(request, user)
+    return HttpResponse("yes")
+
+
+async def async_logout(request):
+    from django.contrib.auth import alogout
+
+    await alogout(request)
+    return HttpResponse("bye")
+
+
+def csrf_protected(request):
+    return HttpResponse("posted")
