@@ -99,6 +99,11 @@ def test_w002_public_metrics_without_debug():
         ("TRACING_DB_SPANS", "no", "E045"),
         ("DB_METRICS", None, "E046"),
         ("ACCESS_LOG", 0, "E047"),
+        ("AUDIT_MODELS", "auth.User", "E050"),
+        ("AUDIT_MODELS", ["User"], "E050"),
+        ("AUTH_EVENTS", "yes", "E051"),
+        ("SECURITY_EVENTS", 1, "E052"),
+        ("AUDIT_LOG_USERNAMES", "no", "E053"),
     ],
 )
 def test_setting_errors(setting, value, check_id):

@@ -159,3 +159,9 @@ OBSERVABILITY_TRACING_DB_SPANS = True
 OBSERVABILITY_DB_METRICS = True
 # One JSON line per request on the logger django_observability.access.
 OBSERVABILITY_ACCESS_LOG = True
+
+# Auth, audit and security events (counters + records on django_observability.audit).
+OBSERVABILITY_AUDIT_MODELS = ["auth.User", "auth.Group"]
+OBSERVABILITY_AUTH_EVENTS = True
+OBSERVABILITY_SECURITY_EVENTS = True
+OBSERVABILITY_AUDIT_LOG_USERNAMES = False
