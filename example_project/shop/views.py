@@ -2,8 +2,14 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 
+from django.contrib.auth import authenticate, login
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from django_observability.audit import record_event
 
 logger = logging.getLogger("shop")
 
@@ -105,3 +111,27 @@ async def async_stats(request):
             "pid": os.getpid(),
         }
     )
+
+
+@csrf_exempt
+@require_POST
+def api_login(request):
+    """Form fields username, password. Logins and failed logins show in auth_events_total."""
+    user = authenticate(
+        request, username=request.POST.get("username"), password=request.POST.get("password")
+    )
+    if user is None:
+        return JsonResponse({"ok": False}, status=401)
+    login(request, user)
+    return JsonResponse({"ok": True, "user_id": user.pk})
+
+
+@csrf_exempt
+@require_POST
+def api_create_group(request):
+    """Creates a group: auth.Group is audited (audit_events_total, an audit record)."""
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name=request.POST.get("name") or f"group-{uuid.uuid4().hex[:8]}")
+    record_event("group_created_via_api", target=group)
+    return JsonResponse({"id": group.pk}, status=201)
