@@ -364,9 +364,13 @@ def _request_attributes(request: HttpRequest, method: str, rid: str) -> dict[str
     agent = meta.get("HTTP_USER_AGENT")
     if agent:
         attributes["user_agent.original"] = agent[:1024]
-    protocol = meta.get("SERVER_PROTOCOL")
+    protocol = meta.get("SERVER_PROTOCOL")  # WSGI: "HTTP/1.1"
     if protocol and "/" in protocol:
         attributes["network.protocol.version"] = protocol.split("/", 1)[1]
+    else:
+        scope = getattr(request, "scope", None)  # ASGI: {"http_version": "1.1"}
+        if scope and scope.get("http_version"):
+            attributes["network.protocol.version"] = str(scope["http_version"])
     return attributes
 
 

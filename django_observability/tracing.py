@@ -22,7 +22,6 @@ import functools
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -187,10 +186,9 @@ def build_provider(exporter: str | None = None) -> Any:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    attributes = {
-        "service.name": conf.SERVICE_NAME,
-        "service.instance.id": uuid.uuid4().hex,
-    }
+    # service.instance.id comes from the SDK's own detector, which makes it
+    # again in each process after a fork (gunicorn --preload): one per worker.
+    attributes = {"service.name": conf.SERVICE_NAME}
     if conf.SERVICE_VERSION:
         attributes["service.version"] = conf.SERVICE_VERSION
     if conf.ENVIRONMENT:

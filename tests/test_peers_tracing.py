@@ -619,9 +619,8 @@ def test_exemplars_in_prometheus_are_traces_the_collector_got(
         for s in sent:
             span = one_server_span(spans, s)
             route = ITEM_ROUTE if s.path.startswith("/api/v1/items/") else s.path
-            # No network.protocol.version under ASGI: the middleware reads
-            # SERVER_PROTOCOL, which Django's ASGIRequest does not set.
-            check_server_span(span, s, route, port_of(app), protocol_version=None)
+            # Under ASGI the version comes from the scope's http_version.
+            check_server_span(span, s, route, port_of(app))
             if route in STATS_ROUTES:
                 check_db_children(spans, span, example_db.name)
             else:

@@ -54,6 +54,7 @@ def test_server_span(http, spans):
     assert attributes["user_agent.original"] == "probe/1.0"
     assert attributes["http.request.id"] == response["X-Request-ID"] == "req-1"
     assert "client.address" in attributes
+    assert attributes["network.protocol.version"] == "1.1"
     assert span.status.status_code == StatusCode.UNSET
 
 
@@ -268,7 +269,7 @@ def test_resource(settings):
     assert attributes["service.name"] == "shop"
     assert attributes["service.version"] == "2.0"
     assert attributes["deployment.environment.name"] == "staging"
-    assert len(attributes["service.instance.id"]) == 32
+    assert attributes["service.instance.id"]  # the SDK's, one per process
 
 
 SETUP_SCRIPT = textwrap.dedent(
