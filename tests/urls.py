@@ -37,6 +37,7 @@ urlpatterns = [
     path("suspicious/", views.suspicious, name="suspicious"),
     path("groups/", views.create_group, name="create-group"),
     path("csrf/", views.csrf_protected, name="csrf"),
+    path("whoami/", views.whoami, name="whoami"),
     path("db-error/", views.db_error, name="db-error"),
     path("ids/", views.request_ids, name="ids"),
     path("async-ids/", views.async_request_ids, name="async-ids"),

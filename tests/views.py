@@ -145,3 +145,12 @@ async def async_logout(request):
 
 def csrf_protected(request):
     return HttpResponse("posted")
+
+
+async def whoami(request):
+    user = await request.auser()
+    return HttpResponse(str(user.pk))
+
+
+def login_form(request):
+    return HttpResponse("ok")

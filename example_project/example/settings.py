@@ -7,6 +7,8 @@ Values come from the environment where a deployment would want to change them
 import os
 from pathlib import Path
 
+from django_observability.logging import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-not-a-secret")
@@ -159,6 +161,10 @@ OBSERVABILITY_TRACING_DB_SPANS = True
 OBSERVABILITY_DB_METRICS = True
 # One JSON line per request on the logger django_observability.access.
 OBSERVABILITY_ACCESS_LOG = True
+
+# Every log record, Django's, gunicorn's and uvicorn's included, as one JSON
+# line on stdout with service, request id, trace id and span id.
+LOGGING = logging_config(os.environ.get("EXAMPLE_LOG_LEVEL", "INFO"))
 
 # Auth, audit and security events (counters + records on django_observability.audit).
 OBSERVABILITY_AUDIT_MODELS = ["auth.User", "auth.Group"]
