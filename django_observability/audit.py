@@ -155,46 +155,33 @@ def _count_auth(event: str) -> None:
         metrics.count_auth(event)
 
 
-def on_logged_in(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+def _session_event(action: str, event_type: str, request: Any, user: Any) -> None:
     if not _auth_enabled():
         return
     try:
-        _count_auth("login")
+        _count_auth(action)
         ip, rid = _request_facts(request)
         _emit(
             AuditEvent(
-                "login",
+                action,
                 "authentication",
                 "success",
-                "start",
+                event_type,
                 actor_id=_user_pk(user),
                 client_ip=ip,
                 request_id=rid,
             )
         )
     except Exception:
-        _internal.exception("django_observability: login event")
+        _internal.exception("django_observability: %s event", action)
+
+
+def on_logged_in(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    _session_event("login", "start", request, user)
 
 
 def on_logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
-    if not _auth_enabled():
-        return
-    try:
-        _count_auth("logout")
-        ip, rid = _request_facts(request)
-        _emit(
-            AuditEvent(
-                "logout",
-                "authentication",
-                "success",
-                "end",
-                actor_id=_user_pk(user),
-                client_ip=ip,
-                request_id=rid,
-            )
-        )
-    except Exception:
-        _internal.exception("django_observability: logout event")
+    _session_event("logout", "end", request, user)
 
 
 def on_login_failed(

@@ -39,101 +39,93 @@ def _threshold_status(percent: float, warn: float, fail: float) -> str:
     return PASS
 
 
-class DatabaseCheck(HealthCheck):
+class _PerAlias(HealthCheck):
+    """A check with one component per alias: ``probe(alias)`` raises on failure.
+
+    ``observedValue`` is the round trip in milliseconds; ``probe`` may return
+    a string to report instead (an ``output``, the check still passing).
+    """
+
+    aliases: Sequence[str] | None = None
+    component_type = "datastore"
+
+    def all_aliases(self) -> list[str]:  # pragma: no cover - per subclass
+        raise NotImplementedError
+
+    def probe(self, alias: str) -> str | None:  # pragma: no cover - per subclass
+        raise NotImplementedError
+
+    def run(self) -> list[Component]:
+        results = []
+        for alias in self.aliases or self.all_aliases():
+            start = time.perf_counter()
+            try:
+                note = self.probe(alias)
+            except Exception as exc:
+                results.append(
+                    Component(
+                        status=FAIL,
+                        component_id=alias,
+                        component_type=self.component_type,
+                        output=failure_output(exc),
+                    )
+                )
+                continue
+            results.append(
+                Component(
+                    component_id=alias,
+                    component_type=self.component_type,
+                    observed_value=None if note else _ms(start),
+                    observed_unit=None if note else "ms",
+                    output=note,
+                )
+            )
+        return results
+
+
+class DatabaseCheck(_PerAlias):
     """Connects to every database alias (or ``aliases``) and runs a trivial query.
 
     ``observedValue`` is the round trip in milliseconds. On SQLite the query
     reads the schema, so a file that is not a database fails.
     """
 
-    aliases: Sequence[str] | None = None
-    component_type = "datastore"
+    def all_aliases(self) -> list[str]:
+        return list(settings.DATABASES)
 
-    def run(self) -> list[Component]:
+    def probe(self, alias: str) -> None:
         from django.db import connections
 
-        results = []
-        for alias in self.aliases or list(settings.DATABASES):
-            start = time.perf_counter()
-            try:
-                connection = connections[alias]
-                query = (
-                    "SELECT count(*) FROM sqlite_master"
-                    if connection.vendor == "sqlite"
-                    else "SELECT 1"
-                )
-                with connection.cursor() as cursor:
-                    cursor.execute(query)
-                    cursor.fetchone()
-                results.append(
-                    Component(
-                        component_id=alias,
-                        component_type=self.component_type,
-                        observed_value=_ms(start),
-                        observed_unit="ms",
-                    )
-                )
-            except Exception as exc:
-                results.append(
-                    Component(
-                        status=FAIL,
-                        component_id=alias,
-                        component_type=self.component_type,
-                        output=failure_output(exc),
-                    )
-                )
-        return results
+        connection = connections[alias]
+        query = (
+            "SELECT count(*) FROM sqlite_master" if connection.vendor == "sqlite" else "SELECT 1"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(query)
+            cursor.fetchone()
 
 
-class CacheCheck(HealthCheck):
+class CacheCheck(_PerAlias):
     """Sets, reads back and deletes a unique key in every cache alias (or ``aliases``)."""
 
-    aliases: Sequence[str] | None = None
-    component_type = "datastore"
+    def all_aliases(self) -> list[str]:
+        return list(getattr(settings, "CACHES", {"default": {}}))
 
-    def run(self) -> list[Component]:
+    def probe(self, alias: str) -> str | None:
         from django.core.cache import caches
         from django.core.cache.backends.dummy import DummyCache
 
-        results = []
-        for alias in self.aliases or list(getattr(settings, "CACHES", {"default": {}})):
-            start = time.perf_counter()
-            try:
-                cache = caches[alias]
-                if isinstance(cache, DummyCache):
-                    results.append(
-                        Component(
-                            component_id=alias,
-                            component_type=self.component_type,
-                            output="dummy cache: stores nothing, nothing to check",
-                        )
-                    )
-                    continue
-                key = f"django_observability:health:{uuid.uuid4().hex}"
-                value = uuid.uuid4().hex
-                cache.set(key, value, 30)
-                read = cache.get(key)
-                cache.delete(key)
-                if read != value:
-                    raise ValueError("a value written could not be read back")
-                results.append(
-                    Component(
-                        component_id=alias,
-                        component_type=self.component_type,
-                        observed_value=_ms(start),
-                        observed_unit="ms",
-                    )
-                )
-            except Exception as exc:
-                results.append(
-                    Component(
-                        status=FAIL,
-                        component_id=alias,
-                        component_type=self.component_type,
-                        output=failure_output(exc),
-                    )
-                )
-        return results
+        cache = caches[alias]
+        if isinstance(cache, DummyCache):
+            return "dummy cache: stores nothing, nothing to check"
+        key = f"django_observability:health:{uuid.uuid4().hex}"
+        value = uuid.uuid4().hex
+        cache.set(key, value, 30)
+        read = cache.get(key)
+        cache.delete(key)
+        if read != value:
+            raise ValueError("a value written could not be read back")
+        return None
 
 
 class MigrationsCheck(HealthCheck):
