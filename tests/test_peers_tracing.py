@@ -492,7 +492,8 @@ def test_collector_down_mid_run(
         assert serving_pids(server) == workers, "the worker was replaced"
         print(f"collector away: {figures}; worker rss growth {growth:.1f} MB")
         # The outage was real for the exporter: its exports failed (the SDK logs each one).
-        assert "Failed to export" in server.log_tail(200_000), server.log_tail()
+        # (The whole log: thousands of JSON access lines come after that line.)
+        assert "Failed to export" in server.log_path.read_text(errors="replace"), server.log_tail()
 
         # Back on the same port: new spans arrive.
         collector.start()

@@ -7,6 +7,7 @@ and Kubernetes exec probes. The operator running it sees every detail.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -37,8 +38,16 @@ class Command(BaseCommand):
         # Run beside the workers (an exec probe), this process must not add
         # series of its own to their multiprocess metrics.
         disable_in_this_process()
-        kind = READY if options["ready"] else LIVE if options["live"] else REPORT
-        status, results = evaluate(kind)
+        # This command prints every detail itself, on stdout; the runner's own
+        # status-change records would land in the middle of it (LOGGING often
+        # writes to stdout too, and --format json must stay parseable).
+        health_logger = logging.getLogger("django_observability.health")
+        was_disabled, health_logger.disabled = health_logger.disabled, True
+        try:
+            kind = READY if options["ready"] else LIVE if options["live"] else REPORT
+            status, results = evaluate(kind)
+        finally:
+            health_logger.disabled = was_disabled
         if options["format"] == "json":
             self.stdout.write(
                 json.dumps(render_json(kind, status, results, details=True), indent=2)
