@@ -367,20 +367,25 @@ SECURITY_TYPES = {
 }
 
 
-class SecurityEventHandler(logging.Handler):
+class SecurityEvents(logging.Filter):
     """Turns the records Django logs for security events into security events.
 
-    Attached to ``django.request`` (for ``PermissionDenied``) and to
-    ``django.security`` and each of its known children, so that a project that
-    silences one of them (``propagate: False``) still has it counted. A record
-    seen by several of these loggers is counted once.
+    A *filter* on ``django.request`` (for ``PermissionDenied``) and on each
+    known ``django.security.*`` logger: a filter sees every record logged on
+    its logger whatever the propagation and handlers (a project that silences
+    ``DisallowedHost`` with ``"propagate": False`` still has it counted), and a
+    later ``dictConfig`` that resets those loggers' handlers leaves it in
+    place. A handler on ``django.security`` catches the children nobody lists
+    (third-party ``SuspiciousOperation`` subclasses). A record is counted once.
     """
 
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.observe(record)
+        return True
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, "_observability_seen", False):
+    def observe(self, record: logging.LogRecord) -> None:
+        # Django logs these events at WARNING (403s) or ERROR (400s).
+        if record.levelno < logging.WARNING or getattr(record, "_observability_seen", False):
             return
         try:
             record._observability_seen = True  # type: ignore[attr-defined]
@@ -403,14 +408,23 @@ class SecurityEventHandler(logging.Handler):
                 return "permission_denied"
         return None
 
+
+class _FallbackHandler(logging.Handler):
+    def __init__(self, events: SecurityEvents) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.observe(record)
+
     def handleError(self, record: logging.LogRecord) -> None:  # never print to stderr
         pass
 
 
-_security_handler = SecurityEventHandler()
+_security_events = SecurityEvents()
+_fallback_handler = _FallbackHandler(_security_events)
 SECURITY_LOGGERS = (
     "django.request",
-    "django.security",
     *(f"django.security.{name}" for name in SECURITY_TYPES),
 )
 
@@ -536,5 +550,8 @@ def install() -> None:
     post_delete.connect(on_post_delete, dispatch_uid="django_observability.audit.delete")
     for name in SECURITY_LOGGERS:
         target = logging.getLogger(name)
-        if _security_handler not in target.handlers:
-            target.addHandler(_security_handler)
+        if _security_events not in target.filters:
+            target.addFilter(_security_events)
+    parent = logging.getLogger("django.security")
+    if _fallback_handler not in parent.handlers:
+        parent.addHandler(_fallback_handler)

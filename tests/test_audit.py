@@ -227,6 +227,37 @@ def test_silenced_security_loggers_still_count(samples):
     assert samples.value("security_events_total", type="disallowed_host") == 1
 
 
+def test_counted_after_logging_is_configured_again(samples):
+    """A later dictConfig resets the handlers of django.security's children: still counted."""
+    import logging.config
+
+    from django_observability import audit
+
+    parent = logging.getLogger("django.security")
+    saved = (parent.level, list(parent.handlers))
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "loggers": {"django.security": {"handlers": [], "level": "INFO"}},
+        }
+    )
+    try:
+        Client().get("/", HTTP_HOST="evil.example")
+        Client().get("/suspicious/")
+    finally:
+        parent.setLevel(saved[0])
+        parent.handlers = saved[1]
+        audit.install()
+    assert samples.value("security_events_total", type="disallowed_host") == 1
+    assert samples.value("security_events_total", type="suspicious_operation") == 1
+
+
+def test_unknown_security_loggers_fall_back_to_the_parent(samples):
+    logging.getLogger("django.security.ThirdPartySuspicious").error("odd upload")
+    assert samples.value("security_events_total", type="suspicious_operation") == 1
+
+
 @override_settings(OBSERVABILITY_SECURITY_EVENTS=False)
 def test_security_events_can_be_switched_off(samples):
     Client().get("/forbidden/")
