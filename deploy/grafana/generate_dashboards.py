@@ -1,0 +1,969 @@
+"""Writes the Grafana dashboards in ``deploy/grafana/dashboards/`` (run it after editing).
+
+    python deploy/grafana/generate_dashboards.py
+
+The JSON files are what Grafana loads (and what you import by hand); this script
+is where they are written from, so that every panel uses the same datasource
+variable, the same label selectors and ``$__rate_interval``. The tests check that
+the JSON files are what this script writes, and run every panel query against a
+real Prometheus that scraped the example project
+(``tests/test_deploy_dashboards.py``).
+
+Metric names are the ones django-observability emits with the default, empty
+``OBSERVABILITY_METRICS_NAMESPACE``; with a namespace, pass ``--namespace shop``
+to write dashboards for ``shop_http_server_request_duration_seconds`` and so on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+OUT_DIR = HERE / "dashboards"
+
+SCHEMA_VERSION = 39
+TAG = "django-observability"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+# Label selectors every panel narrows by (job: one Django service; instance: its hosts).
+SEL = 'job="$job", instance=~"$instance"'
+ROUTE_SEL = SEL + ', route=~"$route"'
+RATE = "[$__rate_interval]"
+
+# Metric names of the README's metrics reference (default empty namespace).
+METRICS = (
+    "http_server_request_duration_seconds",
+    "http_server_active_requests",
+    "http_server_response_body_size_bytes",
+    "http_server_exceptions_total",
+    "django_observability_build_info",
+    "db_client_operation_duration_seconds",
+    "db_client_errors_total",
+    "auth_events_total",
+    "audit_events_total",
+    "security_events_total",
+    "health_check_status",
+    "health_check_duration_seconds",
+    "health_ready",
+    "django_process_resident_memory_bytes",
+    "django_process_cpu_seconds",
+    "django_process_open_fds",
+    "django_process_threads",
+)
+
+REQ = "http_server_request_duration_seconds"
+SIZE = "http_server_response_body_size_bytes"
+DB = "db_client_operation_duration_seconds"
+
+
+# --- variables -------------------------------------------------------------------
+
+
+def datasource_var() -> dict[str, Any]:
+    return {
+        "name": "datasource",
+        "label": "Prometheus",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+        "options": [],
+        "refresh": 1,
+        "regex": "",
+        "skipUrlSync": False,
+    }
+
+
+def query_var(
+    name: str,
+    label: str,
+    query: str,
+    *,
+    multi: bool,
+    description: str,
+) -> dict[str, Any]:
+    var: dict[str, Any] = {
+        "name": name,
+        "label": label,
+        "description": description,
+        "type": "query",
+        "datasource": DS,
+        "definition": query,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "current": {},
+        "hide": 0,
+        "includeAll": multi,
+        "multi": multi,
+        "options": [],
+        "refresh": 2,  # on time range change: new hosts and routes show up
+        "regex": "",
+        "skipUrlSync": False,
+        "sort": 1,
+    }
+    if multi:
+        # "All" is the regex .* (not the list of values: that list can be long).
+        var["allValue"] = ".*"
+        var["current"] = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    return var
+
+
+def custom_var(
+    name: str, label: str, values: list[str], default: str, description: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "description": description,
+        "type": "custom",
+        "query": ",".join(values),
+        "current": {"selected": True, "text": default, "value": default},
+        "options": [
+            {"selected": value == default, "text": value, "value": value} for value in values
+        ],
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+        "skipUrlSync": False,
+    }
+
+
+def job_var() -> dict[str, Any]:
+    return query_var(
+        "job",
+        "Job",
+        "label_values(django_observability_build_info, job)",
+        multi=False,
+        description="The Prometheus job that scrapes the Django service (one service at a time).",
+    )
+
+
+def instance_var() -> dict[str, Any]:
+    return query_var(
+        "instance",
+        "Instance",
+        'label_values(django_observability_build_info{job="$job"}, instance)',
+        multi=True,
+        description="Scrape targets (one per gunicorn/uvicorn host) of the job.",
+    )
+
+
+def route_var() -> dict[str, Any]:
+    return query_var(
+        "route",
+        "Route",
+        f'label_values({REQ}_count{{job="$job"}}, route)',
+        multi=True,
+        description=(
+            "URL patterns as the route label spells them (`/api/v1/items/<int:pk>/`); "
+            "`<unmatched>` is every request that never reached a view."
+        ),
+    )
+
+
+# Bucket bounds as prometheus_client renders them (le="0.5"), for the latency objective.
+LATENCY_LE = ["0.1", "0.25", "0.5", "1.0", "2.5"]
+
+
+def le_var() -> dict[str, Any]:
+    return custom_var(
+        "latency_le",
+        "Latency objective (s)",
+        LATENCY_LE,
+        "0.5",
+        "Bucket bound of the latency objective, spelled as prometheus_client renders it "
+        "(a value of OBSERVABILITY_METRICS_LATENCY_BUCKETS). Keep it equal to the "
+        "latency SLO of deploy/prometheus/rules.",
+    )
+
+
+# --- panels ----------------------------------------------------------------------
+
+
+def target(
+    expr: str, legend: str = "", ref: str = "A", *, instant: bool = False, table: bool = False
+) -> dict[str, Any]:
+    t: dict[str, Any] = {
+        "datasource": DS,
+        "refId": ref,
+        "expr": expr,
+        "legendFormat": legend or "__auto",
+        "range": not instant,
+        "instant": instant,
+        "editorMode": "code",
+    }
+    if table:
+        t["format"] = "table"
+    return t
+
+
+def targets(*specs: tuple[str, str]) -> list[dict[str, Any]]:
+    return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(specs)]
+
+
+def panel(
+    kind: str,
+    title: str,
+    question: str,
+    tgts: list[dict[str, Any]],
+    *,
+    w: int,
+    h: int = 8,
+    unit: str = "short",
+    extra_description: str = "",
+    defaults: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    alert_line: float | None = None,
+) -> dict[str, Any]:
+    description = f"Answers: {question}"
+    if extra_description:
+        description += " " + extra_description
+    field_defaults: dict[str, Any] = {"unit": unit}
+    if kind == "timeseries":
+        field_defaults["custom"] = {
+            "drawStyle": "line",
+            "lineWidth": 1,
+            "fillOpacity": 10,
+            "showPoints": "never",
+            "spanNulls": False,
+        }
+    if alert_line is not None:
+        # The alert's threshold, drawn as a dashed red line.
+        field_defaults["custom"]["thresholdsStyle"] = {"mode": "dashed"}
+        field_defaults.update(thresholds((None, "transparent"), (alert_line, "red")))
+    field_defaults.update(defaults or {})
+    p: dict[str, Any] = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "gridPos": {"w": w, "h": h},
+        "fieldConfig": {"defaults": field_defaults, "overrides": overrides or []},
+        "options": options or {},
+        "targets": tgts,
+    }
+    if kind == "timeseries" and not options:
+        p["options"] = {
+            "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    if kind == "stat" and not options:
+        p["options"] = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "area",
+            "textMode": "auto",
+        }
+    return p
+
+
+def row(title: str) -> dict[str, Any]:
+    return {"type": "row", "title": title, "collapsed": False, "panels": [], "gridPos": {"h": 1}}
+
+
+def thresholds(*steps: tuple[float | None, str]) -> dict[str, Any]:
+    return {
+        "thresholds": {
+            "mode": "absolute",
+            "steps": [{"color": color, "value": value} for value, color in steps],
+        }
+    }
+
+
+def value_mappings(*items: tuple[float, str, str]) -> dict[str, Any]:
+    return {
+        "mappings": [
+            {
+                "type": "value",
+                "options": {
+                    str(value): {"text": text, "color": color, "index": i}
+                    for i, (value, text, color) in enumerate(items)
+                },
+            }
+        ]
+    }
+
+
+def layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Left to right, top to bottom on Grafana's 24-column grid; ids 1, 2, ..."""
+    x = y = row_h = 0
+    for i, p in enumerate(panels, start=1):
+        p["id"] = i
+        w, h = (24, 1) if p["type"] == "row" else (p["gridPos"]["w"], p["gridPos"]["h"])
+        if p["type"] == "row" or x + w > 24:
+            x, y, row_h = 0, y + row_h, 0
+        p["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
+        x += w
+        row_h = max(row_h, h)
+        if p["type"] == "row":
+            x, y, row_h = 0, y + 1, 0
+    return panels
+
+
+def dashboard(
+    uid: str, title: str, description: str, variables: list[dict[str, Any]], panels: list
+) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": [TAG, "django"],
+        "editable": True,
+        "graphTooltip": 1,
+        "timezone": "browser",
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timepicker": {},
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
+        "annotations": {
+            "list": [
+                {
+                    "builtIn": 1,
+                    "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                    "enable": True,
+                    "hide": True,
+                    "iconColor": "rgba(0, 211, 255, 1)",
+                    "name": "Annotations & Alerts",
+                    "type": "dashboard",
+                }
+            ]
+        },
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": [TAG],
+                "asDropdown": True,
+                "title": "Django dashboards",
+                "includeVars": True,
+                "keepTime": True,
+                "icon": "external link",
+                "targetBlank": False,
+                "tooltip": "",
+                "url": "",
+            }
+        ],
+        "templating": {"list": [datasource_var(), *variables]},
+        "panels": layout(panels),
+    }
+
+
+def quantile(q: str, metric: str, by: str, sel: str) -> str:
+    return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{sel}}}{RATE})))"
+
+
+# --- the four dashboards -----------------------------------------------------------
+
+
+def overview() -> dict[str, Any]:
+    count = f"{REQ}_count"
+    panels = [
+        row("Now"),
+        panel(
+            "stat",
+            "Targets up",
+            "are all scrape targets of this job answering /metrics?",
+            targets((f"sum(up{{{SEL}}})", "up"), (f"count(up{{{SEL}}})", "scraped")),
+            w=4,
+            extra_description="'up' below 'scraped' means a host is down or /metrics refuses "
+            "Prometheus (wrong token): alert DjangoTargetDown points here.",
+        ),
+        panel(
+            "stat",
+            "Request rate",
+            "how many requests per second are the selected routes serving?",
+            [target(f"sum(rate({count}{{{ROUTE_SEL}}}{RATE}))", "req/s")],
+            w=5,
+            unit="reqps",
+        ),
+        panel(
+            "stat",
+            "5xx ratio",
+            "what share of requests end in a server error (5xx)?",
+            [
+                target(
+                    f'(sum(rate({count}{{{ROUTE_SEL}, status=~"5.."}}{RATE})) or vector(0))'
+                    f" / sum(rate({count}{{{ROUTE_SEL}}}{RATE}))",
+                    "5xx / all",
+                )
+            ],
+            w=5,
+            unit="percentunit",
+            defaults=thresholds((None, "green"), (0.01, "orange"), (0.05, "red")),
+            extra_description="Over all selected routes; the availability SLO alert "
+            "DjangoAvailabilityBudgetBurn fires when this ratio burns the error budget too fast.",
+        ),
+        panel(
+            "stat",
+            "Latency p95",
+            "how long do 95% of requests to the selected routes take at most?",
+            [target(quantile("0.95", REQ, "job", ROUTE_SEL), "p95")],
+            w=5,
+            unit="s",
+            defaults=thresholds((None, "green"), (0.5, "orange"), (1, "red")),
+        ),
+        panel(
+            "stat",
+            "Within latency objective",
+            "what share of requests finish within the latency objective ($latency_le s)?",
+            [
+                target(
+                    f'sum(rate({REQ}_bucket{{{ROUTE_SEL}, le="$latency_le"}}{RATE}))'
+                    f" / sum(rate({count}{{{ROUTE_SEL}}}{RATE}))",
+                    "fast / all",
+                )
+            ],
+            w=5,
+            unit="percentunit",
+            defaults={"decimals": 2},
+            extra_description="The latency SLO alert DjangoLatencyBudgetBurn watches the rest "
+            "(requests slower than the objective); the objective is a bucket bound, chosen in "
+            "the variable above (deploy/prometheus uses 0.5 s).",
+        ),
+        row("Traffic and errors by route"),
+        panel(
+            "timeseries",
+            "Request rate by route",
+            "which routes get how many requests per second?",
+            [target(f"sum by (route) (rate({count}{{{ROUTE_SEL}}}{RATE}))", "{{route}}")],
+            w=12,
+            unit="reqps",
+        ),
+        panel(
+            "timeseries",
+            "Responses by status",
+            "which status codes are the selected routes answering with?",
+            [target(f"sum by (status) (rate({count}{{{ROUTE_SEL}}}{RATE}))", "{{status}}")],
+            w=12,
+            unit="reqps",
+        ),
+        panel(
+            "timeseries",
+            "5xx ratio by route",
+            "which routes fail, and for what share of their requests?",
+            [
+                target(
+                    f'sum by (route) (rate({count}{{{ROUTE_SEL}, status=~"5.."}}{RATE}))'
+                    f" / sum by (route) (rate({count}{{{ROUTE_SEL}}}{RATE}))",
+                    "{{route}}",
+                )
+            ],
+            w=12,
+            unit="percentunit",
+            alert_line=0.05,
+            extra_description="Only routes that had a 5xx in the window appear. Alert "
+            "DjangoHighErrorRatio fires above 5% (dashed line) for 10 minutes.",
+        ),
+        panel(
+            "timeseries",
+            "Exceptions by class",
+            "which exception classes turn into 500 responses, and on which routes?",
+            [
+                target(
+                    "sum by (exception, route) "
+                    f"(rate(http_server_exceptions_total{{{ROUTE_SEL}}}{RATE}))",
+                    "{{exception}} on {{route}}",
+                )
+            ],
+            w=12,
+            unit="ops",
+            extra_description="The class names are capped (OBSERVABILITY_METRICS_LABEL_CAP); "
+            "'_other' is every class past the cap. Find the tracebacks in the logs: "
+            '{service_name="..."} | json | error_type="<class>".',
+        ),
+        panel(
+            "timeseries",
+            "Client errors (4xx) by route",
+            "which routes answer 4xx (not found, refused, bad requests), and how often?",
+            [
+                target(
+                    f'sum by (route, status) (rate({count}{{{ROUTE_SEL}, status=~"4.."}}{RATE}))',
+                    "{{status}} {{route}}",
+                )
+            ],
+            w=24,
+            unit="reqps",
+            extra_description="404s from the URL resolver are on route <unmatched>; an Http404 "
+            "raised in a view keeps its route.",
+        ),
+        row("Latency and size"),
+        panel(
+            "timeseries",
+            "Latency p50 / p95 / p99 by route",
+            "how long do requests to each route take (median, 95th and 99th percentile)?",
+            targets(
+                (quantile("0.5", REQ, "route", ROUTE_SEL), "p50 {{route}}"),
+                (quantile("0.95", REQ, "route", ROUTE_SEL), "p95 {{route}}"),
+                (quantile("0.99", REQ, "route", ROUTE_SEL), "p99 {{route}}"),
+            ),
+            w=24,
+            h=10,
+            unit="s",
+            alert_line=1.0,
+            extra_description="Estimated from the histogram buckets (linear interpolation "
+            "inside a bucket). Alert DjangoHighLatency fires when a route's p95 stays above "
+            "1 s (dashed line) for 10 minutes.",
+        ),
+        panel(
+            "timeseries",
+            "In-flight requests by method",
+            "how many requests are being served right now (queueing, slow dependencies)?",
+            [
+                target(
+                    f"sum by (method) (http_server_active_requests{{{SEL}}})",
+                    "{{method}}",
+                )
+            ],
+            w=12,
+            extra_description="Summed over workers. Compare with workers x threads: when they "
+            "are all busy, new requests queue in front of the server.",
+        ),
+        panel(
+            "timeseries",
+            "Response body size p95 by route",
+            "how large are the responses of each route (95th percentile)?",
+            [target(quantile("0.95", SIZE, "route", ROUTE_SEL), "{{route}}")],
+            w=12,
+            unit="bytes",
+        ),
+    ]
+    return dashboard(
+        "django-overview",
+        "Django overview",
+        "Requests of a Django service by route: rate, errors, latency, in-flight, sizes "
+        "(django-observability).",
+        [job_var(), instance_var(), route_var(), le_var()],
+        panels,
+    )
+
+
+def health() -> dict[str, Any]:
+    status_mappings = value_mappings(
+        (1, "pass", "green"), (0.5, "warn", "yellow"), (0, "fail", "red")
+    )
+    panels = [
+        panel(
+            "stat",
+            "Ready",
+            "does every instance pass its readiness checks right now?",
+            [target(f"min(health_ready{{{SEL}}})", "ready")],
+            w=6,
+            defaults={
+                **value_mappings((1, "READY", "green"), (0, "NOT READY", "red")),
+                **thresholds((None, "red"), (1, "green")),
+            },
+            extra_description="The minimum over instances and their workers (1 pass or warn, "
+            "0 fail). Alert DjangoNotReady points here.",
+        ),
+        panel(
+            "stat",
+            "Checks not passing",
+            "how many checks are failing or warning right now?",
+            [target(f"count(min by (check) (health_check_status{{{SEL}}}) < 1) or vector(0)")],
+            w=6,
+            defaults=thresholds((None, "green"), (1, "orange")),
+            extra_description="Alerts DjangoHealthCheckFailing (fail for 5 minutes) and "
+            "DjangoHealthCheckDegraded (warn for 30 minutes) point here; which checks: below.",
+        ),
+        panel(
+            "bargauge",
+            "Slowest checks now",
+            "which checks take longest (latest run)?",
+            [
+                target(
+                    f"max by (check) (health_check_duration_seconds{{{SEL}}})",
+                    "{{check}}",
+                    instant=True,
+                )
+            ],
+            w=12,
+            unit="s",
+            defaults=thresholds((None, "green"), (0.25, "orange"), (0.5, "red")),
+            options={
+                "orientation": "horizontal",
+                "displayMode": "gradient",
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                "showUnfilled": True,
+            },
+            extra_description="A check at OBSERVABILITY_HEALTH_TIMEOUT (0.5 s in the example) "
+            "timed out, and counts as failed.",
+        ),
+        panel(
+            "state-timeline",
+            "Readiness by instance",
+            "when was each instance ready or not ready?",
+            [target(f"min by (instance) (health_ready{{{SEL}}})", "{{instance}}")],
+            w=24,
+            h=6,
+            defaults={
+                **value_mappings((1, "ready", "green"), (0, "not ready", "red")),
+                "color": {"mode": "thresholds"},
+                **thresholds((None, "red"), (1, "green")),
+            },
+            options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8},
+        ),
+        panel(
+            "state-timeline",
+            "Status of each check",
+            "which checks passed, warned or failed, and when?",
+            [target(f"min by (check) (health_check_status{{{SEL}}})", "{{check}}")],
+            w=24,
+            h=9,
+            defaults={
+                **status_mappings,
+                "color": {"mode": "thresholds"},
+                **thresholds((None, "red"), (0.5, "yellow"), (1, "green")),
+            },
+            options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8},
+            extra_description="The worst instance per check (1 pass, 0.5 warn, 0 fail). A "
+            "check only reports when a probe or the full report runs it. Alerts "
+            "DjangoHealthCheckFailing and DjangoHealthCheckDegraded name the check.",
+        ),
+        panel(
+            "timeseries",
+            "Check duration by check",
+            "how long does each check take, and is one getting close to its timeout?",
+            [
+                target(
+                    f"max by (check) (health_check_duration_seconds{{{SEL}}})",
+                    "{{check}}",
+                )
+            ],
+            w=24,
+            unit="s",
+            extra_description="Duration of the latest run, the slowest instance per check.",
+        ),
+    ]
+    return dashboard(
+        "django-health",
+        "Django health",
+        "Readiness and every health check of a Django service (django-observability).",
+        [job_var(), instance_var()],
+        panels,
+    )
+
+
+def auth_security() -> dict[str, Any]:
+    auth = "auth_events_total"
+    panels = [
+        panel(
+            "stat",
+            "Failed logins",
+            "how many logins failed in the selected time range?",
+            [
+                target(
+                    f'sum(increase({auth}{{{SEL}, event="login_failed"}}[$__range])) or vector(0)',
+                    instant=True,
+                )
+            ],
+            w=8,
+            defaults={"decimals": 0, **thresholds((None, "green"), (20, "orange"), (100, "red"))},
+            extra_description="Alert DjangoFailedLoginSpike (over 0.5 failed logins per second "
+            "for 5 minutes) points here.",
+        ),
+        panel(
+            "stat",
+            "Security events",
+            "how many security events (refused hosts, CSRF failures, ...) happened in "
+            "the time range?",
+            [
+                target(
+                    f"sum(increase(security_events_total{{{SEL}}}[$__range])) or vector(0)",
+                    instant=True,
+                )
+            ],
+            w=8,
+            defaults={"decimals": 0, **thresholds((None, "green"), (10, "orange"), (100, "red"))},
+            extra_description="Alert DjangoSecurityEventSpike points here; which types: below.",
+        ),
+        panel(
+            "stat",
+            "Audited changes",
+            "how many audited actions happened in the time range?",
+            [
+                target(
+                    f"sum(increase(audit_events_total{{{SEL}}}[$__range])) or vector(0)",
+                    instant=True,
+                )
+            ],
+            w=8,
+            defaults={"decimals": 0},
+        ),
+        panel(
+            "timeseries",
+            "Auth events by event",
+            "how many logins, logouts and failed logins per second?",
+            [target(f"sum by (event) (rate({auth}{{{SEL}}}{RATE}))", "{{event}}")],
+            w=12,
+            unit="ops",
+            extra_description="Alert DjangoFailedLoginSpike fires when login_failed stays "
+            "above 0.5 per second for 5 minutes.",
+        ),
+        panel(
+            "timeseries",
+            "Failed login share",
+            "what share of login attempts fail (password guessing, broken login form)?",
+            [
+                target(
+                    f'sum(rate({auth}{{{SEL}, event="login_failed"}}{RATE}))'
+                    f' / sum(rate({auth}{{{SEL}, event=~"login|login_failed"}}{RATE}))',
+                    "failed / attempts",
+                )
+            ],
+            w=12,
+            unit="percentunit",
+            extra_description="Usernames are not labels; the audit log records the failures "
+            '({logger="django_observability.audit"} in Loki).',
+        ),
+        panel(
+            "timeseries",
+            "Security events by type",
+            "which kinds of security events happen (disallowed_host, csrf_failure, ...)?",
+            [target(f"sum by (type) (rate(security_events_total{{{SEL}}}{RATE}))", "{{type}}")],
+            w=12,
+            unit="ops",
+            alert_line=0.2,
+            extra_description="From Django's own django.security.* loggers and signals; custom "
+            "types are capped, with '_other' past the cap. Alert DjangoSecurityEventSpike fires "
+            "when one type stays above 0.2 per second (dashed line) for 5 minutes.",
+        ),
+        panel(
+            "timeseries",
+            "Refused requests (401/403) by route",
+            "which routes refuse callers (not authenticated, permission denied, CSRF), "
+            "and how often?",
+            [
+                target(
+                    f'sum by (route, status) (rate({REQ}_count{{{SEL}, status=~"401|403"}}{RATE}))',
+                    "{{status}} {{route}}",
+                )
+            ],
+            w=12,
+            unit="reqps",
+        ),
+        panel(
+            "timeseries",
+            "Audit events by action and target",
+            "which audited actions happen on which models, and how often?",
+            [
+                target(
+                    f"sum by (action, target) (rate(audit_events_total{{{SEL}}}{RATE}))",
+                    "{{action}} {{target}}",
+                )
+            ],
+            w=12,
+            unit="ops",
+            extra_description="create/update/delete of OBSERVABILITY_AUDIT_MODELS and your "
+            "record_event() calls (capped).",
+        ),
+        panel(
+            "table",
+            "Audit events in the time range",
+            "how many times did each audited action happen on each model in the time range?",
+            [
+                target(
+                    "sort_desc(sum by (action, target) "
+                    f"(increase(audit_events_total{{{SEL}}}[$__range])))",
+                    instant=True,
+                    table=True,
+                )
+            ],
+            w=12,
+            defaults={"decimals": 0},
+            options={"showHeader": True, "cellHeight": "sm"},
+            overrides=[],
+        ),
+    ]
+    return dashboard(
+        "django-auth-security",
+        "Django auth & security",
+        "Logins, failed logins, security events and audited changes of a Django service "
+        "(django-observability).",
+        [job_var(), instance_var()],
+        panels,
+    )
+
+
+def process_db() -> dict[str, Any]:
+    per_worker = "{{instance}} pid {{pid}}"
+    panels = [
+        row("Workers"),
+        panel(
+            "stat",
+            "Worker processes",
+            "how many worker processes report metrics right now?",
+            [target(f"count(django_process_resident_memory_bytes{{{SEL}}})", "workers")],
+            w=6,
+            extra_description="One series per live worker (pid label) in multiprocess mode.",
+        ),
+        panel(
+            "table",
+            "Build info",
+            "which versions of the service, django-observability, Django and Python run where?",
+            [
+                target(
+                    "max by (instance, service_version, version, django_version, python_version) "
+                    f"(django_observability_build_info{{{SEL}}})",
+                    instant=True,
+                    table=True,
+                )
+            ],
+            w=18,
+            options={"showHeader": True, "cellHeight": "sm"},
+            overrides=[
+                {
+                    "matcher": {"id": "byName", "options": "Value"},
+                    "properties": [{"id": "custom.hidden", "value": True}],
+                },
+                {
+                    "matcher": {"id": "byName", "options": "Time"},
+                    "properties": [{"id": "custom.hidden", "value": True}],
+                },
+            ],
+        ),
+        panel(
+            "timeseries",
+            "Resident memory per worker",
+            "how much memory does each worker use, and does it keep growing (a leak)?",
+            [target(f"django_process_resident_memory_bytes{{{SEL}}}", per_worker)],
+            w=12,
+            unit="bytes",
+        ),
+        panel(
+            "timeseries",
+            "CPU per worker",
+            "how busy is each worker's CPU (1 = one core)?",
+            [target(f"rate(django_process_cpu_seconds{{{SEL}}}{RATE})", per_worker)],
+            w=12,
+            unit="short",
+            extra_description="A worker refreshes its figure when it serves a scrape and at most "
+            "every 10 s while it serves requests.",
+        ),
+        panel(
+            "timeseries",
+            "Open file descriptors per worker",
+            "is a worker leaking file descriptors or connections?",
+            [target(f"django_process_open_fds{{{SEL}}}", per_worker)],
+            w=12,
+        ),
+        panel(
+            "timeseries",
+            "Threads per worker",
+            "how many threads does each worker run (gthread pools, hung health checks)?",
+            [target(f"django_process_threads{{{SEL}}}", per_worker)],
+            w=12,
+        ),
+        row("Database"),
+        panel(
+            "timeseries",
+            "Queries per second by alias and operation",
+            "how many database queries per second, of which kind, on which connection?",
+            [
+                target(
+                    f"sum by (alias, operation) (rate({DB}_count{{{SEL}}}{RATE}))",
+                    "{{alias}} {{operation}}",
+                )
+            ],
+            w=12,
+            unit="ops",
+        ),
+        panel(
+            "timeseries",
+            "Query latency p95 by alias and operation",
+            "how long do 95% of the database queries take, per connection and kind?",
+            [quantile_target("0.95", DB, "alias, operation", SEL, "{{alias}} {{operation}}")],
+            w=12,
+            unit="s",
+        ),
+        panel(
+            "timeseries",
+            "Database errors by alias and error",
+            "which database errors happen (integrity, operational, ...) and how often?",
+            [
+                target(
+                    f"sum by (alias, error) (rate(db_client_errors_total{{{SEL}}}{RATE}))",
+                    "{{alias}} {{error}}",
+                )
+            ],
+            w=12,
+            unit="ops",
+            alert_line=0.1,
+            extra_description="Exception class names, capped like the exception label. Alert "
+            "DjangoDatabaseErrors fires when an alias stays above 0.1 errors per second "
+            "(dashed line) for 5 minutes.",
+        ),
+        panel(
+            "timeseries",
+            "Queries per request",
+            "how many database queries does an average request make (N+1 queries)?",
+            [
+                target(
+                    f"sum(rate({DB}_count{{{SEL}}}{RATE})) / sum(rate({REQ}_count{{{SEL}}}{RATE}))",
+                    "queries / request",
+                )
+            ],
+            w=12,
+            extra_description="Queries outside requests (management commands in the same "
+            "process, health checks) count too.",
+        ),
+    ]
+    return dashboard(
+        "django-process-db",
+        "Django process & database",
+        "Worker processes (memory, CPU, file descriptors, threads), database queries and "
+        "what is running (django-observability).",
+        [job_var(), instance_var()],
+        panels,
+    )
+
+
+def quantile_target(q: str, metric: str, by: str, sel: str, legend: str) -> dict[str, Any]:
+    return target(quantile(q, metric, by, sel), legend)
+
+
+DASHBOARDS = {
+    "django-overview.json": overview,
+    "django-health.json": health,
+    "django-auth-security.json": auth_security,
+    "django-process-db.json": process_db,
+}
+
+
+def with_namespace(text: str, namespace: str) -> str:
+    """Prefix every metric name of the reference with ``namespace_``."""
+    if not namespace:
+        return text
+    names = "|".join(sorted(METRICS, key=len, reverse=True))
+    return re.sub(rf"(?<![A-Za-z0-9_:])({names})", rf"{namespace}_\1", text)
+
+
+def render(namespace: str = "") -> dict[str, str]:
+    """File name -> JSON text."""
+    return {
+        name: with_namespace(json.dumps(build(), indent=2, ensure_ascii=False), namespace) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--namespace", default="", help="OBSERVABILITY_METRICS_NAMESPACE")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in render(args.namespace).items():
+        (args.out / name).write_text(text, encoding="utf-8")
+        print(args.out / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,596 @@
+"""The Grafana dashboards of ``deploy/grafana``: every panel query against a real Prometheus.
+
+The peer test (``-m peers``) starts the example project under gunicorn (two
+gthread workers, Prometheus multiprocess mode, a private migrated SQLite
+database with one user) with a readiness check that hangs (so readiness
+fails) and a check that warns, and a real Prometheus scraping it every
+second. It sends two rounds of traffic with a scrape in between (so that
+every rate has an increase to show): every kind of request of the example,
+404s, 500s, slow requests, a request for a disallowed host, logins and failed
+logins, audited group creations, a database integrity error, readiness and
+health probes. Then it substitutes the dashboards' variables the way Grafana
+does and runs every panel query: each must parse (not HTTP 400 ``bad_data``)
+and return at least one series with a number.
+
+The other tests need no server: the dashboards' structure, that the JSON files
+are what ``deploy/grafana/generate_dashboards.py`` writes, the provisioning
+files, and that every metric of the README's metrics reference appears in a
+panel.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.register_assert_rewrite("tests.peers")
+
+from tests.peers import (  # noqa: E402
+    HTTP_TIMEOUT,
+    Server,
+    example_env,
+    executable,
+    free_port,
+    http,
+    make_gunicorn,
+    manage,
+    scrape,
+    total,
+    wait_for,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+GRAFANA = DEPLOY / "grafana"
+DASHBOARD_DIR = GRAFANA / "dashboards"
+README = REPO / "README.md"
+
+JOB = "django"  # the job name of deploy/prometheus/prometheus.yml, and of the test's Prometheus
+USERNAME = "dash-admin"
+PASSWORD = "correct horse battery staple"  # a throwaway user of a temp database
+
+# Grafana's built-in variables, as Grafana would fill them in for "last 10 minutes"
+# with a 1 s scrape interval (the test's Prometheus has only seconds of data).
+BUILTINS = {
+    "__rate_interval": "1m",
+    "__interval": "15s",
+    "__interval_ms": "15000",
+    "__range": "10m",
+    "__range_s": "600",
+    "__range_ms": "600000",
+}
+
+REQUEST_DURATION = "http_server_request_duration_seconds"
+ARCHIVE = "/api/v1/archive/(?P<year>[0-9]{4})/"
+ITEM = "/api/v1/items/<int:pk>/"
+
+
+# --- the dashboards ---------------------------------------------------------------
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    return {
+        path.name: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(DASHBOARD_DIR.glob("*.json"))
+    }
+
+
+def iter_panels(panels: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those inside (collapsed) rows."""
+    for panel in panels:
+        yield panel
+        yield from iter_panels(panel.get("panels", []))
+
+
+@dataclass(frozen=True)
+class Query:
+    dashboard: str
+    panel: str
+    ref: str
+    expr: str
+    variables: tuple[dict[str, Any], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.dashboard.removesuffix('.json')}/{self.panel}/{self.ref}"
+
+
+def all_queries() -> list[Query]:
+    queries = []
+    for name, dash in load_dashboards().items():
+        variables = tuple(dash["templating"]["list"])
+        for panel in iter_panels(dash["panels"]):
+            for tgt in panel.get("targets", []):
+                queries.append(Query(name, panel["title"], tgt["refId"], tgt["expr"], variables))
+    return queries
+
+
+QUERIES = all_queries()
+
+
+def grafana_regex_escape(value: str) -> str:
+    """What Grafana's Prometheus datasource does to each value of a multi-value variable.
+
+    (``prometheusSpecialRegexEscape``: a backslash before regex metacharacters,
+    itself escaped for the PromQL string literal.)
+    """
+    value = value.replace("\\", "\\\\\\\\")
+    return re.sub(r"([$^*{}\[\]'+?.()|])", r"\\\\\1", value)
+
+
+def variable_values(variables: Iterable[dict[str, Any]], **chosen: str) -> dict[str, str]:
+    """Name -> text substituted: "All" for multi-value variables, JOB, custom defaults."""
+    values = dict(BUILTINS)
+    for var in variables:
+        name = var["name"]
+        if var["type"] == "datasource":
+            continue
+        if name in chosen:
+            values[name] = chosen[name]
+        elif var["type"] == "custom":
+            values[name] = var["current"]["value"]
+        elif var.get("includeAll"):
+            values[name] = var["allValue"]
+        elif name == "job":
+            values[name] = JOB
+        else:
+            raise AssertionError(f"no test value for variable {name!r}")
+    return values
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        assert name in values, f"unknown variable ${name} in {expr}"
+        return values[name]
+
+    out = _VARIABLE.sub(one, expr)
+    assert "$" not in out, out
+    return out
+
+
+# --- static checks (no server) ------------------------------------------------------
+
+
+def readme_metrics() -> list[str]:
+    """Metric names in the first column of the README's "Metrics reference" table."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Metrics reference", 1)[1].split("\n## ", 1)[0]
+    names = re.findall(r"^\| `([a-z_:][a-z0-9_:]*)` \|", section, flags=re.MULTILINE)
+    assert len(names) >= 17, names
+    return names
+
+
+def metric_selectors(expr: str) -> set[str]:
+    """Names of the metrics an expression selects (each followed by a ``{`` matcher)."""
+    return set(re.findall(r"(?<![\w:])([a-zA-Z_:][\w:]*)\{", expr))
+
+
+def test_every_readme_metric_is_in_a_panel():
+    exprs = [q.expr for q in QUERIES]
+    missing = [
+        name
+        for name in readme_metrics()
+        if not any(re.search(rf"(?<![\w:]){name}(_bucket|_count|_sum)?\{{", e) for e in exprs)
+    ]
+    assert not missing, f"metrics of the README's reference without a panel: {missing}"
+
+
+def test_panels_use_only_metrics_the_app_emits():
+    known = {"up"}  # Prometheus's own
+    for name in readme_metrics():
+        known.update({name, f"{name}_bucket", f"{name}_count", f"{name}_sum"})
+    unknown = {
+        (q.id, name) for q in QUERIES for name in metric_selectors(q.expr) if name not in known
+    }
+    assert not unknown, unknown
+
+
+def test_dashboards_are_what_the_generator_writes():
+    spec = importlib.util.spec_from_file_location(
+        "generate_dashboards", GRAFANA / "generate_dashboards.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rendered = module.render()
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in DASHBOARD_DIR.glob("*.json")}
+    assert rendered.keys() == on_disk.keys()
+    stale = [name for name, text in rendered.items() if on_disk[name] != text]
+    assert not stale, f"run python deploy/grafana/generate_dashboards.py (stale: {stale})"
+    # With a namespace every metric name is prefixed, and nothing else changes.
+    shop = module.render("shop")
+    for name, text in shop.items():
+        names = {n for q in json.loads(text)["panels"] for n in _selectors_of(q)}
+        assert names, name
+        assert all(n.startswith("shop_") or n == "up" for n in names), (name, names)
+        assert text.replace("shop_", "") == rendered[name]
+
+
+def _selectors_of(panel: dict[str, Any]) -> set[str]:
+    return {n for t in panel.get("targets", []) for n in metric_selectors(t["expr"])}
+
+
+def test_dashboard_structure():
+    dashboards = load_dashboards()
+    assert set(dashboards) == {
+        "django-overview.json",
+        "django-health.json",
+        "django-auth-security.json",
+        "django-process-db.json",
+    }
+    uids = [d["uid"] for d in dashboards.values()]
+    assert len(set(uids)) == len(uids)
+    for name, dash in dashboards.items():
+        assert 36 <= dash["schemaVersion"] <= 41, name
+        variables = dash["templating"]["list"]
+        first = variables[0]
+        assert (first["name"], first["type"], first["query"]) == (
+            "datasource",
+            "datasource",
+            "prometheus",
+        )
+        names = {v["name"] for v in variables}
+        assert {"job", "instance"} <= names, name
+        for var in variables[1:]:
+            if var["type"] == "query":
+                assert var["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        ids = [p["id"] for p in iter_panels(dash["panels"])]
+        assert len(set(ids)) == len(ids), name
+        cells: set[tuple[int, int]] = set()
+        for panel in iter_panels(dash["panels"]):
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24, (name, panel["title"])
+            area = {
+                (x, y)
+                for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])
+            }
+            assert not area & cells, f"{name}: {panel['title']} overlaps another panel"
+            cells |= area
+            if panel["type"] == "row":
+                continue
+            where = f"{name}: {panel['title']}"
+            # One question per panel, said in its description.
+            assert panel["description"].startswith("Answers: "), where
+            assert panel["description"].count("?") >= 1, where
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, where
+            refs = [t["refId"] for t in panel["targets"]]
+            assert refs, where
+            assert len(set(refs)) == len(refs), where
+            for tgt in panel["targets"]:
+                assert tgt["datasource"] == panel["datasource"], where
+                expr = tgt["expr"]
+                assert 'job="$job"' in expr, where
+                # Rates over Grafana's interval, never a fixed window.
+                windows = re.findall(r"\[([^\]]+)\]", expr)
+                assert all(w in ("$__rate_interval", "$__range") for w in windows), (where, expr)
+                assert "rate(" not in expr or "[$__rate_interval]" in expr, where
+
+
+def test_provisioning_files():
+    sources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    [prom] = [d for d in sources["datasources"] if d["type"] == "prometheus"]
+    assert prom["url"] == "http://prometheus:9090"
+    assert prom["isDefault"] is True
+    assert re.fullmatch(r"\d+[smh]", prom["jsonData"]["timeInterval"])
+    other_uids = {
+        d["uid"]
+        for f in (GRAFANA / "provisioning/datasources").glob("*.yml")
+        for d in yaml.safe_load(f.read_text())["datasources"]
+    }
+    for dest in prom["jsonData"]["exemplarTraceIdDestinations"]:
+        assert dest["datasourceUid"] in other_uids
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/dashboards.yml").read_text())
+    [provider] = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/")
+
+
+ALERTS_FILE = DEPLOY / "prometheus" / "rules" / "alerts.yml"
+DEPLOY_README = DEPLOY / "README.md"
+
+
+def alert_names() -> set[str]:
+    groups = yaml.safe_load(ALERTS_FILE.read_text(encoding="utf-8"))["groups"]
+    return {rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def test_every_alert_points_at_a_panel():
+    """Panel descriptions name the alerts that fire on what they show; no stale names."""
+    described = " ".join(
+        panel.get("description", "")
+        for dash in load_dashboards().values()
+        for panel in iter_panels(dash["panels"])
+    )
+    named = set(re.findall(r"\bDjango[A-Z]\w+", described))
+    alerts = alert_names()
+    assert named <= alerts, f"panels name alerts that do not exist: {named - alerts}"
+    assert alerts <= named, f"alerts no panel points at: {alerts - named}"
+
+
+def test_deploy_readme_describes_every_dashboard_panel_and_alert():
+    text = DEPLOY_README.read_text(encoding="utf-8")
+    for dash in load_dashboards().values():
+        assert f"### {dash['title']} (`{dash['uid']}`)" in text, dash["title"]
+        section = text.split(f"### {dash['title']} (", 1)[1].split("\n### ", 1)[0]
+        for panel in iter_panels(dash["panels"]):
+            if panel["type"] != "row":
+                assert f"| {panel['title']} |" in section, (dash["title"], panel["title"])
+    for alert in alert_names():
+        assert alert in text, alert
+
+
+@pytest.mark.peers
+def test_namespace_recipe_for_the_rules(tmp_path):
+    """The README's sed expression, applied to the rules and their tests: promtool still passes."""
+    text = DEPLOY_README.read_text(encoding="utf-8")
+    [(pattern, replacement)] = re.findall(r"`sed -E 's/(.+?)/(.+?)/g'`", text)
+    assert "shop_" in replacement
+    copy = tmp_path / "prometheus"
+    for sub in ("rules", "tests"):
+        (copy / sub).mkdir(parents=True)
+        for path in (DEPLOY / "prometheus" / sub).glob("*.yml"):
+            # sed works line by line; ^ is a line start here too.
+            renamed = re.sub(pattern, replacement, path.read_text(), flags=re.MULTILINE)
+            assert not re.search(pattern, renamed, flags=re.MULTILINE), path
+            (copy / sub / path.name).write_text(renamed)
+    assert "shop_http_server_request_duration_seconds" in (copy / "rules/recording.yml").read_text()
+    # The SLO tests take about 20 s each (windows of days): their files are renamed and
+    # checked above, and the recording and alert tests exercise the same metric names.
+    tests = sorted(p for p in (copy / "tests").glob("*.yml") if "slo" not in p.name)
+    assert tests
+    proc = subprocess.run(
+        [executable("promtool"), "test", "rules", *map(str, tests)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=copy / "tests",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- the real thing: example project + Prometheus ------------------------------------
+
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def post_form(url: str, fields: dict[str, str]) -> int:
+    """POST a form (the example's login and group views are CSRF-exempt); the status."""
+    req = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode(fields).encode(),
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    try:
+        with _opener.open(req, timeout=HTTP_TIMEOUT) as resp:
+            resp.read()
+            return resp.status
+    except urllib.error.HTTPError as err:
+        with err:
+            err.read()
+            return err.code
+
+
+@dataclass(frozen=True)
+class Hit:
+    method: str
+    path: str
+    status: int
+    host: str | None = None
+    form: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def counted(self) -> bool:
+        """Shows up in the request metrics (the app's own endpoints do not)."""
+        return not self.path.startswith("/health/")
+
+
+ROUND: tuple[Hit, ...] = (
+    Hit("GET", "/", 200),
+    Hit("GET", "/", 200),
+    Hit("GET", "/api/v1/items/", 200),
+    Hit("GET", "/api/v1/items/1/", 200),
+    Hit("GET", "/api/v1/items/2/", 200),
+    Hit("HEAD", "/api/v1/items/3/", 200),
+    Hit("GET", "/api/v1/items/99/", 404),  # Http404 in a view: keeps its route
+    Hit("GET", "/no/such/page/", 404),  # <unmatched>
+    Hit("GET", "/api/v1/archive/2024/", 200),
+    Hit("GET", "/boom/", 500),
+    Hit("GET", "/boom/", 500),
+    Hit("GET", "/api/v1/stats/", 200),
+    Hit("GET", "/api/v1/stats/", 200),
+    Hit("GET", "/api/v1/stats/", 200),
+    Hit("GET", "/slow/?seconds=0.3", 200),
+    Hit("GET", "/slow/?seconds=0.8", 200),
+    Hit("GET", "/stream/", 200),
+    Hit("FOO", "/", 403),  # refused by the CSRF middleware
+    Hit("GET", "/", 400, host="evil.example"),  # security event disallowed_host
+    Hit("POST", "/api/v1/login/", 200, form=(("username", USERNAME), ("password", PASSWORD))),
+    Hit("POST", "/api/v1/login/", 401, form=(("username", USERNAME), ("password", "wrong"))),
+    Hit("POST", "/api/v1/login/", 401, form=(("username", "nobody"), ("password", "x"))),
+    # Readiness fails (the "slow" check hangs), the full report too.
+    Hit("GET", "/health/ready/", 503),
+    Hit("GET", "/health/ready/", 503),
+    Hit("GET", "/health/ready/", 503),
+    Hit("GET", "/health/", 503),
+    Hit("GET", "/health/", 503),
+)
+
+
+def send(base_url: str, hit: Hit) -> int:
+    if hit.form is not None:
+        return post_form(base_url + hit.path, dict(hit.form))
+    headers = {"Host": hit.host} if hit.host else {}
+    return http(base_url + hit.path, hit.method, headers).status
+
+
+def send_round(base_url: str, number: int) -> int:
+    """One round of traffic; returns how many requests the metrics count."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda h: send(base_url, h), ROUND))
+    wrong = [(h.method, h.path, h.status, s) for h, s in zip(ROUND, statuses) if h.status != s]
+    assert not wrong, f"unexpected statuses (method, path, expected, got): {wrong}"
+    # In order: audited creations; the second "dup" group is an IntegrityError
+    # (a 500, a database error), and so is the one of the next round.
+    groups = [(f"team-{number}", 201), *([("dup", 201)] if number == 1 else []), ("dup", 500)]
+    for name, expected in groups:
+        assert post_form(base_url + "/api/v1/groups/", {"name": name}) == expected, name
+    return sum(h.counted for h in ROUND) + len(groups)
+
+
+def prometheus_get(base_url: str, path: str, params: dict[str, Any]) -> tuple[int, dict]:
+    resp = http(f"{base_url}{path}?{urllib.parse.urlencode(params, doseq=True)}")
+    return resp.status, resp.json()
+
+
+def instant(base_url: str, expr: str) -> list[dict[str, Any]]:
+    status, payload = prometheus_get(base_url, "/api/v1/query", {"query": expr})
+    assert status == 200, (expr, status, payload)
+    assert payload.get("status") == "success", (expr, payload)
+    return payload["data"]["result"]
+
+
+@dataclass
+class Stack:
+    app: Server
+    prometheus: Server
+    target: str  # host:port Prometheus scrapes
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("dashboards")
+    env = example_env(workdir / "db.sqlite3")
+    app = make_gunicorn("dash-gunicorn", workdir, env, workers=2, worker_class="gthread", threads=4)
+    app.env.update(EXAMPLE_SLOW_CHECK_SECONDS="30", EXAMPLE_INVENTORY_DEGRADED="1")
+    target = urllib.parse.urlsplit(app.url).netloc
+
+    # Prometheus first: its first scrape comes 5-6 s after it starts, meanwhile
+    # the database is migrated and the app starts.
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [target]}]}],
+            }
+        )
+    )
+    port = free_port()
+    prometheus = Server(
+        name="prometheus",
+        argv=[
+            executable("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        cwd=workdir,
+        env=dict(os.environ),
+        log_path=workdir / "prometheus.log",
+        url=f"http://127.0.0.1:{port}",
+    )
+    try:
+        prometheus.start()
+        migrated = manage(env, "migrate", "--noinput")
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        user = manage(
+            {**env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD},
+            "createsuperuser", "--noinput", "--username", USERNAME, "--email", "a@example.org",
+        )  # fmt: skip
+        assert user.returncode == 0, user.stdout + user.stderr
+        app.start()
+        app.wait_ready("/health/live/")
+        prometheus.wait_ready("/-/ready")
+
+        def seen_by_prometheus(expected: float) -> bool:
+            result = instant(
+                prometheus.url, f'sum({REQUEST_DURATION}_count{{job="{JOB}"}}) >= {expected}'
+            )
+            return bool(result)
+
+        sent = 0
+        for number in (1, 2):
+            sent += send_round(app.url, number)
+            # Every request is in /metrics, then in Prometheus (a scrape between rounds).
+            assert wait_for(lambda: total(scrape(app.url), f"{REQUEST_DURATION}_count") >= sent, 15)
+            assert wait_for(lambda: seen_by_prometheus(sent), 20), prometheus.log_tail()
+        yield Stack(app, prometheus, target)
+    finally:
+        app.stop()
+        prometheus.stop()
+
+
+def _has_number(result: list[dict[str, Any]]) -> bool:
+    return any(not math.isnan(float(series["value"][1])) for series in result)
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("query", QUERIES, ids=lambda q: q.id)
+def test_panel_query_returns_data(stack: Stack, query: Query):
+    expr = substitute(query.expr, variable_values(query.variables))
+    status, payload = prometheus_get(stack.prometheus.url, "/api/v1/query", {"query": expr})
+    assert status == 200, f"{query.id}: Prometheus refused {expr!r}: {payload}"
+    assert payload["status"] == "success", payload
+    result = payload["data"]["result"]
+    assert result, f"{query.id}: no data for {expr}"
+    assert _has_number(result), f"{query.id}: only NaN for {expr}: {result}"
+
+
+@pytest.mark.peers
+def test_route_variable_as_grafana_escapes_it(stack: Stack):
+    """Two routes picked in the multi-value variable, one with regex characters."""
+    [query] = [q for q in QUERIES if q.panel == "Request rate by route"]
+    route = "(" + "|".join(grafana_regex_escape(r) for r in (ARCHIVE, ITEM)) + ")"
+    expr = substitute(query.expr, variable_values(query.variables, route=route))
+    result = instant(stack.prometheus.url, expr)
+    assert {series["metric"]["route"] for series in result} == {ARCHIVE, ITEM}, expr
+    assert all(float(series["value"][1]) > 0 for series in result), result
+
+
+@pytest.mark.peers
+def test_variable_queries_list_values(stack: Stack):
+    """Each query variable's label_values() gives the values the panels need."""
+    expected = {
+        "job": {JOB},
+        "instance": {stack.target},
+        "route": {ARCHIVE, ITEM, "/boom/", "<unmatched>", "/api/v1/login/"},
+    }
+    seen: dict[str, set[str]] = collections.defaultdict(set)
+    for dash in load_dashboards().values():
+        for var in dash["templating"]["list"]:
+            if var["type"] != "query":
+                continue
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["definition"])
+            assert match, var["definition"]
+            selector = substitute(match.group(1), {"job": JOB})
+            status, payload = prometheus_get(
+                stack.prometheus.url,
+                f"/api/v1/label/{match.group(2)}/values",
+                {"match[]": selector, "start": time.time() - 600, "end": time.time()},
+            )
+            assert status == 200, payload
+            seen[var["name"]].update(payload["data"])
+    for name, values in expected.items():
+        assert values <= seen[name], (name, seen[name])
