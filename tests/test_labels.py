@@ -63,7 +63,7 @@ def _admit(path, values, queue):
 
 def test_cap_shared_by_processes(tmp_path):
     """Workers writing to one multiprocess directory agree on one set of values."""
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # not fork: this test process has threads
     queue = ctx.Queue()
     workers = [
         ctx.Process(target=_admit, args=(str(tmp_path), [f"w{w}-{i}" for i in range(4)], queue))
