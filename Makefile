@@ -19,11 +19,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real peers for the tests, from Debian: Prometheus and promtool; PostgreSQL
+# Real peers for the tests, from Debian: Prometheus and promtool, amtool; PostgreSQL
 # (the tests run a private server of their own, never the system's).
 PEER_PACKAGES := $(strip \
   $(if $(shell command -v promtool 2>/dev/null),,prometheus) \
   $(if $(shell command -v prometheus 2>/dev/null),,prometheus) \
+  $(if $(shell command -v amtool 2>/dev/null),,prometheus-alertmanager) \
   $(if $(wildcard /usr/lib/postgresql/*/bin/pg_ctl),,postgresql))
 
 peers:
