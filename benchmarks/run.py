@@ -1,10 +1,12 @@
 """Per-request cost of the instrumentation middleware, side by side, in one run.
 
-    .venv/bin/python benchmarks/run.py [--rounds 7] [--requests 20000]
+    .venv/bin/python benchmarks/run.py [--rounds 7] [--requests 20000] [--full-requests 10000]
 
-Each round runs every configuration (bare Django, django-prometheus, ours) in a
-fresh process, in an order that rotates from round to round; the tables report
-medians over the rounds. See benchmarks/README.md for how to read them.
+Each round runs every configuration (bare Django, django-prometheus, ours, and
+the full stacks with tracing and a JSON access log: the anchors', ours, ours
+at 10% sampling) in a fresh process, in an order that rotates from round to
+round; the tables report medians over the rounds. See benchmarks/README.md for
+how to read them.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-CONFIGS = ("bare", "django_prometheus", "ours")
+METRICS_CONFIGS = ("bare", "django_prometheus", "ours")
+FULL_CONFIGS = ("anchors_full", "ours_full", "ours_full_10pct")
+CONFIGS = METRICS_CONFIGS + FULL_CONFIGS
 LABELS = {
     "bare": "bare Django",
     "django_prometheus": "django-prometheus (Before/After)",
     "ours": "django-observability",
+    "anchors_full": "anchors_full: django-prometheus + DjangoInstrumentor + python-json-logger",
+    "ours_full": "ours_full: django-observability, 100% sampled",
+    "ours_full_10pct": "ours_full_10pct: django-observability, 10% sampled",
 }
 TARGET_RATIO = 0.35
+# ours_full adds at most one third of what the anchors' stack adds over bare Django.
+TARGET_FULL_RATIO = 1 / 3
 
 
 def machine() -> dict[str, str | int]:
@@ -60,6 +69,9 @@ def machine() -> dict[str, str | int]:
         "django": version("django"),
         "prometheus_client": version("prometheus-client"),
         "django_prometheus": version("django-prometheus"),
+        "opentelemetry_sdk": version("opentelemetry-sdk"),
+        "opentelemetry_instrumentation_django": version("opentelemetry-instrumentation-django"),
+        "python_json_logger": version("python-json-logger"),
     }
 
 
@@ -87,10 +99,47 @@ def fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def span_range(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
+
+
+def verification_summary(checks: list[dict]) -> str:
+    """What the workers of one full configuration verified, over all rounds."""
+    sent = [v["requests_sent"] for v in checks]
+    spans = [v["spans_exported"] for v in checks]
+    lines = [v["log_lines"] for v in checks]
+    shares = sorted(s / n for s, n in zip(spans, sent, strict=True))
+    share = f"{shares[0]:.1%}" if shares[0] == shares[-1] else f"{shares[0]:.1%}-{shares[-1]:.1%}"
+    line_bytes = sum(v["log_bytes"] for v in checks) / sum(lines)
+    text = (
+        f"{span_range(sent)} requests sent per worker (warm-up included); "
+        f"{span_range(spans)} spans exported ({share} of requests); "
+        f"{span_range(lines)} access-log lines, each valid JSON naming the method, path "
+        f"and status of a request sent ({line_bytes:,.0f} bytes per line)"
+    )
+    if "log_lines_with_trace_id" in checks[0]:
+        with_trace = sum(v["log_lines_with_trace_id"] for v in checks)
+        joined = sum(v["spans_joined_to_log_lines"] for v in checks)
+        checked = sum(v["spans_checked_against_log_lines"] for v in checks)
+        text += (
+            f"; {with_trace:,}/{sum(lines):,} lines carry a trace.id; "
+            f"{joined:,}/{checked:,} spot-checked exported spans found in the log "
+            "with the same trace.id and span.id"
+        )
+    return text
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=20_000, help="timed requests per process")
+    parser.add_argument(
+        "--full-requests",
+        type=int,
+        default=10_000,
+        help="timed requests per process for the full stacks (tracing + access log)",
+    )
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed requests first")
     parser.add_argument("--renders", type=int, default=200, help="timed /metrics renders")
     args = parser.parse_args()
@@ -101,12 +150,15 @@ def main() -> int:
     print(
         f"Machine: {info['cpu']}, nproc {info['nproc']}; Python {info['python']}, "
         f"Django {info['django']}, prometheus-client {info['prometheus_client']}, "
-        f"django-prometheus {info['django_prometheus']}"
+        f"django-prometheus {info['django_prometheus']}, "
+        f"opentelemetry-sdk {info['opentelemetry_sdk']}, "
+        f"opentelemetry-instrumentation-django {info['opentelemetry_instrumentation_django']}, "
+        f"python-json-logger {info['python_json_logger']}"
     )
     print(
-        f"{args.rounds} rounds x {len(CONFIGS)} configs, fresh process each; "
-        f"{args.warmup:,} warm-up + {args.requests:,} timed requests over a "
-        f"{len(MIX)}-URL mix; "
+        f"{args.rounds} rounds x {len(CONFIGS)} configs, fresh process each, order rotating; "
+        f"{args.warmup:,} warm-up + {args.requests:,} timed requests "
+        f"({args.full_requests:,} for the full stacks) over a {len(MIX)}-URL mix; "
         f"{args.renders} /metrics renders",
         flush=True,
     )
@@ -114,8 +166,17 @@ def main() -> int:
     rounds: list[dict[str, dict]] = []
     started = time.monotonic()
     for r in range(args.rounds):
-        order = CONFIGS[r % 3 :] + CONFIGS[: r % 3]
-        results = {c: run_worker(c, args.requests, args.warmup, args.renders) for c in order}
+        shift = r % len(CONFIGS)
+        order = CONFIGS[shift:] + CONFIGS[:shift]
+        results = {
+            c: run_worker(
+                c,
+                args.full_requests if c in FULL_CONFIGS else args.requests,
+                args.warmup,
+                args.renders,
+            )
+            for c in order
+        }
         rounds.append(results)
         print(
             f"  round {r + 1}/{args.rounds} ({', '.join(order)}): "
@@ -137,7 +198,7 @@ def main() -> int:
     print()
     print("| config | median µs/request | added µs over bare | added vs django-prometheus's |")
     print("|---|---:|---:|---:|")
-    for c in CONFIGS:
+    for c in METRICS_CONFIGS:
         ratio = "—" if c == "bare" else f"{added[c] / dp_added:.2f}x"
         extra = "—" if c == "bare" else f"+{fmt(added[c])}"
         print(f"| {LABELS[c]} | {fmt(median[c])} | {extra} | {ratio} |")
@@ -157,14 +218,15 @@ def main() -> int:
         f"{fmt(best['django_prometheus'])}, ours {fmt(best['ours'])} µs)."
     )
 
-    render = {c: statistics.median(rd[c]["render_us"] for rd in rounds) for c in CONFIGS[1:]}
+    rendered = ("django_prometheus", "ours")
+    render = {c: statistics.median(rd[c]["render_us"] for rd in rounds) for c in rendered}
     print()
     print(
         "| /metrics render (same traffic) | median µs | body bytes | samples "
         "| vs django-prometheus |"
     )
     print("|---|---:|---:|---:|---:|")
-    for c in ("django_prometheus", "ours"):
+    for c in rendered:
         last = rounds[-1][c]
         print(
             f"| {LABELS[c]} | {fmt(render[c])} | {last['render_bytes']:,} | "
@@ -173,6 +235,43 @@ def main() -> int:
     render_verdict = "met" if render["ours"] <= render["django_prometheus"] else "NOT met"
     print()
     print(f"Target: our render no slower than django-prometheus's: {render_verdict}.")
+
+    # The full stacks: tracing and a JSON access log on top of the metrics.
+    anchors_added = added["anchors_full"]
+    full_paired = [
+        (rd["ours_full"]["us_per_request"] - rd["bare"]["us_per_request"])
+        / (rd["anchors_full"]["us_per_request"] - rd["bare"]["us_per_request"])
+        for rd in rounds
+    ]
+    print()
+    print(
+        "| config (full stacks: metrics + request span + JSON access log to a file) "
+        "| median µs/request | added µs over bare | added / anchors_full added |"
+    )
+    print("|---|---:|---:|---:|")
+    for c in ("bare", *FULL_CONFIGS):
+        ratio = "—" if c == "bare" else f"{added[c] / anchors_added:.2f}x"
+        extra = "—" if c == "bare" else f"+{fmt(added[c])}"
+        print(f"| {LABELS[c]} | {fmt(median[c])} | {extra} | {ratio} |")
+    full_ratio = added["ours_full"] / anchors_added
+    full_verdict = "met" if full_ratio <= TARGET_FULL_RATIO else "NOT met"
+    full_best_ratio = (best["ours_full"] - best["bare"]) / (best["anchors_full"] - best["bare"])
+    print()
+    print(
+        "Target: ours_full adds at most one third (0.33x) of what anchors_full adds: "
+        f"{full_ratio:.2f}x, {full_verdict}."
+    )
+    print(
+        f"Cross-checks: median of per-round paired ratios {statistics.median(full_paired):.2f}x "
+        f"(range {min(full_paired):.2f}-{max(full_paired):.2f}); from the fastest block of each "
+        f"config {full_best_ratio:.2f}x (bare {fmt(best['bare'])}, anchors_full "
+        f"{fmt(best['anchors_full'])}, ours_full {fmt(best['ours_full'])}, ours_full_10pct "
+        f"{fmt(best['ours_full_10pct'])} µs)."
+    )
+    print()
+    print("Verified in every full-stack worker (all rounds):")
+    for c in FULL_CONFIGS:
+        print(f"  {c}: {verification_summary([rd[c]['verified'] for rd in rounds])}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -190,6 +289,9 @@ def main() -> int:
                 "fastest_block_us": best,
                 "ratio_from_fastest_blocks": best_ratio,
                 "render_median_us": render,
+                "ratio_ours_full_vs_anchors_full": full_ratio,
+                "paired_ratios_full": full_paired,
+                "ratio_full_from_fastest_blocks": full_best_ratio,
                 "rounds": rounds,
             },
             indent=2,

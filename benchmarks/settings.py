@@ -4,15 +4,24 @@
 ``django_prometheus``  the same stack between django-prometheus's Before/After middleware.
 ``ours``               the same stack behind ``ObservabilityMiddleware``.
 
-Everything else (URLconf, apps, templates, databases) is identical across the
-three, so a difference in cost is the instrumentation's.
+The full stacks (tracing and a JSON access log as well; see ``stacks.py``):
+
+``anchors_full``       django-prometheus's Before/After, plus a python-json-logger
+                       access-log middleware; the worker adds
+                       opentelemetry-instrumentation-django's middleware.
+``ours_full``          ``ObservabilityMiddleware`` with its access log on; the
+                       worker hands it a TracerProvider sampling every trace.
+``ours_full_10pct``    the same, sampling 10% of traces.
+
+Everything else (URLconf, apps, templates, databases) is identical across
+configurations, so a difference in cost is the instrumentation's.
 """
 
 from __future__ import annotations
 
 import os
 
-CONFIGS = ("bare", "django_prometheus", "ours")
+CONFIGS = ("bare", "django_prometheus", "ours", "anchors_full", "ours_full", "ours_full_10pct")
 
 CONFIG = os.environ.get("BENCH_CONFIG", "bare")
 if CONFIG not in CONFIGS:
@@ -60,8 +69,30 @@ elif CONFIG == "django_prometheus":
         *_STACK,
         "django_prometheus.middleware.PrometheusAfterMiddleware",
     ]
+elif CONFIG == "anchors_full":
+    INSTALLED_APPS.append("django_prometheus")
+    MIDDLEWARE = [
+        # DjangoInstrumentor().instrument() inserts its middleware before this one.
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        "benchmarks.stacks.JsonAccessLogMiddleware",
+        *_STACK,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
 else:
     INSTALLED_APPS.append("django_observability")
     MIDDLEWARE = ["django_observability.middleware.ObservabilityMiddleware", *_STACK]
     # Open /metrics, as in a cluster where only the scraper can reach the pod.
     OBSERVABILITY_AUTH_TOKEN = None
+
+if CONFIG in ("ours_full", "ours_full_10pct"):
+    OBSERVABILITY_ACCESS_LOG = True
+    OBSERVABILITY_TRACING_DB_SPANS = True  # the views make no queries: no DB spans
+    # No OBSERVABILITY_TRACING_EXPORTER: the worker hands the app its provider
+    # (tracing.use_tracer_provider), the same SDK pieces the anchors get.
+
+if CONFIG in ("anchors_full", "ours_full", "ours_full_10pct"):
+    from benchmarks.stacks import LOG_FILE_ENV, logging_settings
+
+    if not os.environ.get(LOG_FILE_ENV):
+        raise RuntimeError(f"{CONFIG} writes its access log to the file named by ${LOG_FILE_ENV}")
+    LOGGING = logging_settings(CONFIG, os.environ[LOG_FILE_ENV])

@@ -15,7 +15,7 @@ from benchmarks import views
 # django-prometheus's URLconf imports the package, and the package registers
 # its model metrics on import. Outside its own configuration, mount a stand-in
 # of the same shape so that no foreign metric appears in another /metrics.
-if settings.CONFIG == "django_prometheus":
+if "django_prometheus" in settings.INSTALLED_APPS:
     dp_urls = include("django_prometheus.urls")
 else:
     dp_urls = include([path("metrics", views.text, name="prometheus-django-metrics")])
