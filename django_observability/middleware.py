@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.utils.functional import empty
 
 from django_observability import request_id as _request_id
 from django_observability.conf import valid_or_default
@@ -319,20 +320,44 @@ def _start_span(
             theirs.set_attribute("http.request.id", rid)
         tracked.span = theirs
         return
-    from opentelemetry import context as otel_context
-    from opentelemetry import propagate
-    from opentelemetry.trace import SpanKind, set_span_in_context
-
+    otel = _otel or _load_otel()
     parent = None
     if config.extract_always or "HTTP_TRACEPARENT" in meta or "HTTP_BAGGAGE" in meta:
-        parent = propagate.extract(meta, getter=_meta_getter)
-    span = tracer.start_span(tracked.method, context=parent, kind=SpanKind.SERVER)
+        parent = otel.extract(meta, getter=_meta_getter)
+    # Attributes go in with the span (one validation pass); the sampler has
+    # decided nothing yet, so they are built even for spans it drops.
+    span = tracer.start_span(
+        tracked.method,
+        context=parent,
+        kind=otel.SERVER,
+        attributes=_request_attributes(request, tracked.method, rid),
+    )
     tracked.span = span
     tracked.owns_span = True
-    if span.is_recording():
-        span.set_attributes(_request_attributes(request, tracked.method, rid))
-    context = set_span_in_context(span, parent)
-    tokens.append((None, otel_context.attach(context)))
+    tokens.append((None, otel.attach(otel.set_span_in_context(span, parent))))
+
+
+class _Otel:
+    """The OpenTelemetry functions the request path uses, looked up once."""
+
+    def __init__(self) -> None:
+        from opentelemetry import context, propagate
+        from opentelemetry.trace import SpanKind, set_span_in_context
+
+        self.extract = propagate.extract
+        self.attach = context.attach
+        self.detach = context.detach
+        self.set_span_in_context = set_span_in_context
+        self.SERVER = SpanKind.SERVER
+
+
+_otel: _Otel | None = None
+
+
+def _load_otel() -> _Otel:
+    global _otel
+    _otel = _Otel()
+    return _otel
 
 
 def _request_attributes(request: HttpRequest, method: str, rid: str) -> dict[str, Any]:
@@ -380,9 +405,14 @@ def _finish_span(tracked: _Tracked, span: Any) -> None:
     if span.is_recording():
         status = tracked.status
         if tracked.route != UNMATCHED:
-            span.set_attribute("http.route", tracked.route)
             span.update_name(f"{tracked.method} {tracked.route}")
-        if status.isdigit():
+            if status.isdigit():
+                span.set_attributes(
+                    {"http.route": tracked.route, "http.response.status_code": int(status)}
+                )
+            else:
+                span.set_attribute("http.route", tracked.route)
+        elif status.isdigit():
             span.set_attribute("http.response.status_code", int(status))
         if tracked.exc is not None:
             set_error(span, tracked.exc, exception_name(tracked.exc))
@@ -432,7 +462,24 @@ def _access_log(tracked: _Tracked, seconds: float) -> None:
         if context.is_valid:
             extra["trace_id"] = format(context.trace_id, "032x")
             extra["span_id"] = format(context.span_id, "016x")
-    access_logger.info("%s %s %s", tracked.method, path, tracked.status, extra=extra)
+    # Made here and handed to the logger's handlers directly: the same record
+    # logger.info() would make, without its walk up the stack to find the
+    # caller (always this function).
+    record = access_logger.makeRecord(
+        access_logger.name,
+        logging.INFO,
+        __file__,
+        _ACCESS_LINE,
+        "%s %s %s",
+        (tracked.method, path, tracked.status),
+        None,
+        "_access_log",
+        extra,
+    )
+    access_logger.handle(record)
+
+
+_ACCESS_LINE = _access_log.__code__.co_firstlineno
 
 
 def _loaded_user_id(request: HttpRequest) -> str | None:
@@ -441,8 +488,6 @@ def _loaded_user_id(request: HttpRequest) -> str | None:
     Reading ``request.user`` would load it (a query, and from async code a
     SynchronousOnlyOperation), so only a user already loaded is used.
     """
-    from django.utils.functional import empty
-
     state = request.__dict__
     user = state.get("_cached_user") or state.get("_acached_user")
     if user is None:
@@ -632,9 +677,7 @@ def _reset(tokens: list[tuple[Any, Any]] | None) -> None:
     for var, token in reversed(tokens):
         try:
             if var is None:
-                from opentelemetry import context as otel_context
-
-                otel_context.detach(token)
+                (_otel or _load_otel()).detach(token)
             else:
                 var.reset(token)
         except Exception:
