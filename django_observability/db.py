@@ -14,7 +14,6 @@ the driver knows it.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from typing import Any
@@ -23,6 +22,7 @@ from django.db.backends.signals import connection_created
 
 from django_observability.conf import valid_or_default
 from django_observability.metrics import exception_name, get_metrics
+from django_observability.request_id import _request
 from django_observability.tracing import get_tracer, set_error
 
 logger = logging.getLogger("django_observability")
@@ -38,12 +38,8 @@ _SYSTEMS = {
     "microsoft": "microsoft.sql_server",
 }
 
-# Queries of the request being served: [count, seconds]. Set by the middleware.
-request_queries: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
-    "django_observability_queries", default=None
-)
-
 _perf_counter = time.perf_counter
+_current_request = _request.get
 
 
 def operation(sql: str) -> str:
@@ -117,8 +113,11 @@ class QueryObserver:
 
     def _record(self, op: str, seconds: float, exc: BaseException | None) -> None:
         try:
-            stats = request_queries.get()
-            if stats is not None:
+            # The request being served keeps [count, seconds] of its queries
+            # for the access log (ObservabilityMiddleware's state on it).
+            tracked = getattr(_current_request(), "_observability", None)
+            if tracked is not None:
+                stats = tracked.queries
                 stats[0] += 1
                 stats[1] += seconds
             if not _metrics_enabled():

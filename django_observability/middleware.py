@@ -34,7 +34,6 @@ from django.utils.functional import empty
 
 from django_observability import request_id as _request_id
 from django_observability.conf import valid_or_default
-from django_observability.db import request_queries
 from django_observability.metrics import (
     OTHER_METHOD,
     UNMATCHED,
@@ -276,7 +275,6 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
         _fault("request metrics (start)")
         return tokens, None
     try:
-        tokens.append((request_queries, request_queries.set(tracked.queries)))
         tracer = get_tracer()
         if tracer is not None:
             _start_span(request, tracer, tracked, config, rid, tokens)

@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -239,6 +240,7 @@ def setup() -> Any:
             logger.exception("tracing could not be set up; requests are served without it")
             return current
         _installed_provider = provider
+        _cache.next_check = 0.0
         atexit.register(_flush_at_exit, provider)
         logger.info("tracing: exporting spans with %s", name)
         return provider
@@ -273,6 +275,7 @@ class _TracerCache:
     provider: Any = None
     tracer: Any = None
     override: Any = None
+    next_check: float = 0.0
 
 
 _cache = _TracerCache()
@@ -286,12 +289,22 @@ def use_tracer_provider(provider: Any) -> None:
     """
     _cache.override = provider
     _cache.provider = _cache.tracer = None
+    _cache.next_check = 0.0
+
+
+# How often the request path looks again for a provider installed later (by
+# the project's own code or an agent) while it has none or the same one.
+_RECHECK_SECONDS = 1.0
 
 
 def get_tracer() -> Any:
     """Our tracer, or ``None`` while no SDK provider is installed (tracing off)."""
     if trace is None:
         return None
+    now = time.monotonic()
+    if now < _cache.next_check:
+        return _cache.tracer
+    _cache.next_check = now + _RECHECK_SECONDS
     provider = _cache.override or trace.get_tracer_provider()
     if provider is _cache.provider:
         return _cache.tracer
