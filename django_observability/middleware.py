@@ -256,9 +256,11 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
     try:
         rid = _request_id.from_meta(request.META, config.meta_key, config.trust_incoming)
         request.request_id = rid  # type: ignore[attr-defined]
-        tokens: list[tuple[Any, Any]] = [
-            (_request_id._current, _request_id._current.set(rid)),
-            (_request_id._request, _request_id._request.set(request)),
+        # [request id token, request token, OpenTelemetry context token]
+        tokens: list[Any] = [
+            _request_id._current.set(rid),
+            _request_id._request.set(request),
+            None,
         ]
     except Exception:
         _fault("request id")
@@ -307,7 +309,7 @@ def _start_span(
     tracked: _Tracked,
     config: _Config,
     rid: str,
-    tokens: list[tuple[Any, Any]],
+    tokens: list[Any],
 ) -> None:
     meta = request.META
     theirs = meta.get(_OTEL_DJANGO_SPAN)
@@ -332,7 +334,7 @@ def _start_span(
     )
     tracked.span = span
     tracked.owns_span = True
-    tokens.append((None, otel.attach(otel.set_span_in_context(span, parent))))
+    tokens[2] = otel.attach(otel.set_span_in_context(span, parent))
 
 
 class _Otel:
@@ -668,18 +670,17 @@ class ObservabilityMiddleware:
         return response
 
 
-def _reset(tokens: list[tuple[Any, Any]] | None) -> None:
+def _reset(tokens: list[Any] | None) -> None:
     """Undo, in reverse order, the context changes ``_begin`` made."""
-    if not tokens:
+    if tokens is None:
         return
-    for var, token in reversed(tokens):
-        try:
-            if var is None:
-                (_otel or _load_otel()).detach(token)
-            else:
-                var.reset(token)
-        except Exception:
-            _fault("context reset")
+    try:
+        if tokens[2] is not None:
+            (_otel or _load_otel()).detach(tokens[2])
+        _request_id._request.reset(tokens[1])
+        _request_id._current.reset(tokens[0])
+    except Exception:
+        _fault("context reset")
 
 
 _View = TypeVar("_View", bound=Callable[..., Any])
