@@ -234,13 +234,11 @@ class Metrics:
             multiprocess_mode="livemostrecent",
             registry=registry,
         )
-        self.health_ready = Gauge(
-            "health_ready",
-            "1 when the latest readiness evaluation passed or warned, else 0.",
-            namespace=namespace,
-            multiprocess_mode="livemin",
-            registry=registry,
-        )
+        # Made on the first readiness evaluation, not here: a label-less gauge
+        # is exported (as 0) from its creation, which would read "not ready"
+        # in a process that was never asked.
+        self.health_ready: Gauge | None = None
+        self._namespace = namespace
         # Per worker process, from psutil; named apart from prometheus_client's
         # own process_* collector, which is silent in multiprocess mode.
         process_gauge = functools.partial(
@@ -379,6 +377,22 @@ class Metrics:
             event_type = self.security_type_label(event_type)
         self.security_events.labels(event_type).inc()
 
+    def set_ready(self, ready: bool) -> None:
+        """Record the outcome of a readiness evaluation (``health_ready``)."""
+        gauge = self.health_ready
+        if gauge is None:
+            with _metrics_lock:
+                gauge = self.health_ready
+                if gauge is None:
+                    gauge = self.health_ready = Gauge(
+                        "health_ready",
+                        "1 when the latest readiness evaluation passed or warned, else 0.",
+                        namespace=self._namespace,
+                        multiprocess_mode="livemin",
+                        registry=self.registry,
+                    )
+        gauge.set(1 if ready else 0)
+
     def record_health(self, check: str, status: str, seconds: float) -> None:
         self.health_status.labels(check).set(HEALTH_VALUES[status])
         self.health_duration.labels(check).set(seconds)
@@ -418,14 +432,15 @@ class Metrics:
             self.security_events,
             self.health_status,
             self.health_duration,
-            self.health_ready,
             self.process_memory,
             self.process_cpu,
             self.process_fds,
             self.process_threads,
+            self.health_ready,
         ):
-            with contextlib.suppress(KeyError):
-                self.registry.unregister(collector)
+            if collector is not None:
+                with contextlib.suppress(KeyError):
+                    self.registry.unregister(collector)
 
 
 _monotonic = time.monotonic

@@ -476,6 +476,10 @@ def test_cgroup_memory(tmp_path, monkeypatch):
 
 
 def test_health_metrics(http, samples):
+    # Not "not ready" before anyone asked.
+    http.get("/metrics", headers=TOKEN)
+    http.get("/health/live/")
+    assert samples.value("health_ready") is None
     with checks(a="ok", w="warn", bad="broken"):
         http.get("/health/ready/")
     assert samples.value("health_check_status", check="a") == 1

@@ -100,7 +100,7 @@ def _ready_outcome(results: list[CheckResult]) -> tuple[str, list[CheckResult]]:
     try:
         metrics = get_metrics()
         if metrics is not None:
-            metrics.health_ready.set(0 if status == FAIL else 1)
+            metrics.set_ready(status != FAIL)
     except Exception:  # never fail a probe over a gauge
         logger.exception("could not record health_ready")
     return status, results
