@@ -584,13 +584,15 @@ def uvicorn_run(uvicorn_server: Server) -> Run:
     return run
 
 
-@pytest.fixture(scope="session")
-def prometheus_server(
-    tmp_path_factory: pytest.TempPathFactory, gunicorn_run: Run
-) -> Iterable[Server]:
-    """A real Prometheus scraping the gunicorn deployment every second."""
-    workdir = tmp_path_factory.mktemp("prometheus")
-    target = urllib.parse.urlsplit(gunicorn_run.url).netloc
+def start_prometheus(
+    workdir: Path, target: str, *, job: str = "example", extra_args: Sequence[str] = ()
+) -> Server:
+    """A real Prometheus on a free loopback port, scraping ``target`` every second.
+
+    Started (not yet ready: its first scrape lands 5-6 s later); the caller
+    stops it. ``extra_args`` such as ``--enable-feature=exemplar-storage``.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "prometheus.yml"
     config.write_text(
         "global:\n"
@@ -598,7 +600,7 @@ def prometheus_server(
         "  scrape_timeout: 1s\n"
         "  evaluation_interval: 1s\n"
         "scrape_configs:\n"
-        "  - job_name: example\n"
+        f"  - job_name: {job}\n"
         "    metrics_path: /metrics\n"
         "    static_configs:\n"
         f"      - targets: ['{target}']\n"
@@ -611,14 +613,25 @@ def prometheus_server(
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
+            *extra_args,
         ],
         cwd=workdir,
         env=dict(os.environ),
         log_path=workdir / "prometheus.log",
         url=f"http://127.0.0.1:{port}",
     )
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(
+    tmp_path_factory: pytest.TempPathFactory, gunicorn_run: Run
+) -> Iterable[Server]:
+    """A real Prometheus scraping the gunicorn deployment every second."""
+    target = urllib.parse.urlsplit(gunicorn_run.url).netloc
+    server = start_prometheus(tmp_path_factory.mktemp("prometheus"), target)
     try:
-        server.start()
         server.wait_ready("/-/ready")
         yield server
     finally:

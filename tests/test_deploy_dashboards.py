@@ -24,7 +24,6 @@ import collections
 import importlib.util
 import json
 import math
-import os
 import re
 import subprocess
 import time
@@ -47,11 +46,11 @@ from tests.peers import (  # noqa: E402
     Server,
     example_env,
     executable,
-    free_port,
     http,
     make_gunicorn,
     manage,
     scrape,
+    start_prometheus,
     total,
     wait_for,
 )
@@ -488,31 +487,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     # Prometheus first: its first scrape comes 5-6 s after it starts, meanwhile
     # the database is migrated and the app starts.
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [target]}]}],
-            }
-        )
-    )
-    port = free_port()
-    prometheus = Server(
-        name="prometheus",
-        argv=[
-            executable("prometheus"),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        cwd=workdir,
-        env=dict(os.environ),
-        log_path=workdir / "prometheus.log",
-        url=f"http://127.0.0.1:{port}",
-    )
+    prometheus = start_prometheus(workdir / "prometheus", target, job=JOB)
     try:
-        prometheus.start()
         migrated = manage(env, "migrate", "--noinput")
         assert migrated.returncode == 0, migrated.stdout + migrated.stderr
         user = manage(

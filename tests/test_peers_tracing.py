@@ -26,7 +26,6 @@ its spans out by the request ids the server answered with.
 from __future__ import annotations
 
 import collections
-import os
 import secrets
 import statistics
 import threading
@@ -47,12 +46,11 @@ from tests.peers import (  # noqa: E402
     EXAMPLE_DIR,
     Server,
     example_env,
-    executable,
-    free_port,
     http,
     make_gunicorn,
     make_uvicorn,
     serving_pids,
+    start_prometheus,
 )
 from tests.peers_tracing import (  # noqa: E402
     Collector,
@@ -535,38 +533,6 @@ def exemplars_by_route(data: list[dict[str, Any]]) -> dict[str, list[dict[str, s
     return out
 
 
-def start_prometheus(workdir: Path, target: str) -> Server:
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n"
-        "  scrape_interval: 1s\n"
-        "  scrape_timeout: 1s\n"
-        "scrape_configs:\n"
-        "  - job_name: example\n"
-        "    metrics_path: /metrics\n"
-        "    static_configs:\n"
-        f"      - targets: ['{target}']\n"
-    )
-    port = free_port()
-    server = Server(
-        name="prometheus",
-        argv=[
-            executable("prometheus"),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--enable-feature=exemplar-storage",
-        ],
-        cwd=workdir,
-        env=dict(os.environ),
-        log_path=workdir / "prometheus.log",
-        url=f"http://127.0.0.1:{port}",
-    )
-    server.start()
-    return server
-
-
 def test_exemplars_in_prometheus_are_traces_the_collector_got(
     collector: Collector, example_db: Path, tmp_path: Path
 ) -> None:
@@ -577,7 +543,11 @@ def test_exemplars_in_prometheus_are_traces_the_collector_got(
         app.start()
         app.wait_ready("/metrics")
         # Started now: its first scrape lands 5-6 s later, while we send traffic.
-        prometheus = start_prometheus(tmp_path / "prometheus", f"127.0.0.1:{port_of(app)}")
+        prometheus = start_prometheus(
+            tmp_path / "prometheus",
+            f"127.0.0.1:{port_of(app)}",
+            extra_args=["--enable-feature=exemplar-storage"],  # then it asks for OpenMetrics
+        )
         prometheus.wait_ready("/-/ready")
         started = time.time()
         since = collector.mark()
