@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from json.encoder import encode_basestring, encode_basestring_ascii
@@ -363,6 +364,39 @@ def _make_encoder(default: Any, ensure_ascii: bool) -> Any:
     return encode
 
 
+def _put_ids(out: dict[str, Any], request_id: Any, trace_id: Any, span_id: Any) -> None:
+    if trace_id:
+        out["trace"] = {"id": trace_id}
+    if span_id:
+        out["span"] = {"id": span_id}
+    if request_id:
+        out["http"] = {"request": {"id": request_id}}
+
+
+class _Hole:
+    """Stands in for a value while a line's template is worked out."""
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def __bool__(self) -> bool:
+        return True
+
+
+# A hole as a template's JSON text has it (control characters are always
+# escaped), with a random mark so that no logged text can pass for one.
+_HOLE_MARK = secrets.token_hex(8)
+_HOLE_PATTERN = re.compile(rf'"\\u0000{_HOLE_MARK}:(\d+)\\u0000"')
+
+
+def _hole_default(value: Any) -> Any:
+    if type(value) is _Hole:
+        return f"\x00{_HOLE_MARK}:{value.number}\x00"
+    return _json_default(value)
+
+
 # --------------------------------------------------------------------------
 # The formatters
 # --------------------------------------------------------------------------
@@ -418,7 +452,11 @@ class JsonFormatter(_BaseJsonFormatter):
         self._encode_string = (
             encode_basestring_ascii if self.json_ensure_ascii else encode_basestring
         )
-        self._service_json: tuple[Any, str] = (None, "")
+        self._heads: dict[Any, tuple[str, str, dict[str, str]]] = {}
+        self._plans: dict[Any, Any] = {}
+        self._encode_holes = json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=self.json_ensure_ascii, default=_hole_default
+        ).encode
         self._encode_plain = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=self.json_ensure_ascii, default=_safe_str
         ).encode
@@ -480,18 +518,73 @@ class JsonFormatter(_BaseJsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         try:
-            fields = self._fields(record)
             try:
-                text = self._fast(record, fields)
-            except Exception:
-                data = self._merged(record, fields)
+                text = self._planned(record)
+            except Exception:  # an unusual record: the general path copes, or says why
+                text = None
+            if text is None:
+                fields = self._fields(record)
                 try:
-                    text = self._encode(data)
+                    text = self._fast(record, fields)
                 except Exception:
-                    text = self._encode_plain(_plain(data))
+                    data = self._merged(record, fields)
+                    try:
+                        text = self._encode(data)
+                    except Exception:
+                        text = self._encode_plain(_plain(data))
             return self.prefix + text if self.prefix else text
         except Exception as exc:
             return self._fallback(record, exc)
+
+    def _head(self, record: logging.LogRecord) -> str:
+        """The fixed fields, written as text, without the closing brace.
+
+        Everything but the time and the message is the same for every record
+        of one logging call site in one thread, so it is written once per
+        call site and reused (bounded cache).
+        """
+        state = record.__dict__
+        service = _service()
+        try:
+            key = (
+                state["name"],
+                state["levelname"],
+                state["filename"],
+                state["lineno"],
+                state["funcName"],
+                state["process"],
+                state["threadName"],
+            )
+            middle = self._heads.get(key)
+        except (KeyError, TypeError):  # an odd record: a field missing or unhashable
+            key = middle = None
+        if middle is None or middle[2] is not service:
+            middle = self._head_middle(record, service)
+            if key is not None and len(self._heads) < _CACHE_SIZE:
+                self._heads[key] = middle
+        return (
+            f'{{"@timestamp":"{self._timestamp(record)}",'
+            f'"log.level":{middle[0]},'
+            f'"message":{self._encode_string(record.message)},{middle[1]}'
+        )
+
+    def _head_middle(
+        self, record: logging.LogRecord, service: dict[str, str]
+    ) -> tuple[str, str, dict[str, str]]:
+        string = self._encode_string
+        pid = record.process
+        lineno = record.lineno
+        level = string(record.levelname.lower())
+        rest = (
+            f'"log":{{"logger":{string(record.name)},'
+            f'"origin":{{"file":{{"name":{string(record.filename)},'
+            f'"line":{lineno if type(lineno) is int else self._encode(lineno)}}},'
+            f'"function":{string(record.funcName)}}}}},'
+            f'"service":{self._encode(service)},'
+            f'"process":{{"pid":{pid if type(pid) is int else self._encode(pid)},'
+            f'"thread":{{"name":{string(record.threadName)}}}}}'
+        )
+        return level, rest, service
 
     def _fast(self, record: logging.LogRecord, fields: dict[str, Any]) -> str:
         """The line, with the fixed fields written directly (the common case).
@@ -499,34 +592,112 @@ class JsonFormatter(_BaseJsonFormatter):
         The fields every record has (time, level, message, ``log``, ``service``,
         ``process``) always have the same shape, so they are written as text
         with ``json``'s own string escaping; only ``fields`` goes through the
-        encoder. That halves the encoding time. Raises when an extra uses one
-        of those names (then :meth:`_merged` nests it properly) or a fixed
-        field has an unusual type.
+        encoder. Raises when an extra uses one of those names (then
+        :meth:`_merged` nests it properly) or a fixed field has an unusual type.
         """
         if not _FIXED_NAMES.isdisjoint(fields):
             raise LookupError("an extra shares a name with a fixed field")
-        string = self._encode_string
-        service = _service()
-        cached = self._service_json
-        if cached[0] is not service:
-            self._service_json = cached = (service, self._encode(service))
-        pid = record.process
-        lineno = record.lineno
-        head = (
-            f'{{"@timestamp":"{self._timestamp(record)}",'
-            f'"log.level":{string(record.levelname.lower())},'
-            f'"message":{string(record.message)},'
-            f'"log":{{"logger":{string(record.name)},'
-            f'"origin":{{"file":{{"name":{string(record.filename)},'
-            f'"line":{lineno if type(lineno) is int else self._encode(lineno)}}},'
-            f'"function":{string(record.funcName)}}}}},'
-            f'"service":{cached[1]},'
-            f'"process":{{"pid":{pid if type(pid) is int else self._encode(pid)},'
-            f'"thread":{{"name":{string(record.threadName)}}}}}'
-        )
+        head = self._head(record)
         if not fields:
             return head + "}"
         return f"{head},{self._encode(fields)[1:]}"
+
+    # Planned lines ----------------------------------------------------------
+
+    def _planned(self, record: logging.LogRecord) -> str | None:
+        """The line from a template, for records whose extras are all plain values.
+
+        Records made at one call site have the same attributes every time, so
+        how their extras nest is the same every time: the layout is worked out
+        once per set of attribute names (by :meth:`_fields`' own rules, on
+        stand-ins) and kept as text with holes for the values. Each value is
+        then written on its own (``json``'s string escaping, ``repr`` of
+        numbers), which skips the walk over the record and the encoding of
+        nested dicts. ``None`` when a template does not fit this record (an
+        error, a dict message, a value that is not a plain str, int, float,
+        bool or ``None``): the general path formats it.
+        """
+        msg = record.msg
+        if isinstance(msg, dict) or record.exc_info or record.exc_text or record.stack_info:
+            return None
+        state = record.__dict__
+        record.message = record.getMessage()
+        ids = _record_ids(record)
+        try:
+            key = (tuple(state), not ids[0], not ids[1], not ids[2])
+            plan = self._plans.get(key, _MISSING)
+        except TypeError:  # an unhashable attribute name
+            return None
+        if plan is _MISSING:
+            plan = self._make_plan(state, ids)
+            if len(self._plans) < _CACHE_SIZE:
+                self._plans[key] = plan
+        if plan is None:
+            return None
+        literals, slots, tail = plan
+        string = self._encode_string
+        parts = [self._head(record)]
+        append = parts.append
+        for literal, slot in zip(literals, slots, strict=True):
+            value = ids[slot] if type(slot) is int else state[slot]
+            kind = type(value)
+            if kind is str:
+                text = string(value)
+            elif kind is int:
+                text = int.__repr__(value)
+            elif value is None:
+                text = "null"
+            elif kind is bool:
+                text = "true" if value else "false"
+            elif kind is float and value - value == 0:
+                text = float.__repr__(value)
+            else:
+                return None  # a container or an object: the general path
+            append(literal)
+            append(text)
+        append(tail)
+        return "".join(parts)
+
+    def _make_plan(
+        self, state: dict[str, Any], ids: tuple[Any, Any, Any]
+    ) -> tuple[tuple[str, ...], tuple[int | str, ...], str] | None:
+        """(texts before each hole, what fills each hole, text after the last)."""
+        slots: list[int | str] = []
+
+        def stand_in(slot: int | str) -> _Hole:
+            slots.append(slot)
+            return _Hole(len(slots) - 1)
+
+        out: dict[str, Any] = {}
+        _put_ids(out, *(stand_in(n) if value else None for n, value in enumerate(ids)))
+        holes = {}
+        for key in state:
+            info = self._keys.get(key, False)
+            if info is False:
+                info = self._key(key)
+            if info is not None and not info[1]:  # an extra, not redacted
+                holes[key] = stand_in(key)
+        sources: list[Any] = [{**state, **holes}]
+        if self.static_fields:
+            sources.insert(0, self.static_fields)
+        self._extras_into(out, sources)
+        if not _FIXED_NAMES.isdisjoint(out):
+            return None
+        if not out:
+            return (), (), "}"
+        try:
+            text = self._encode_holes(out)
+        except Exception:
+            return None
+        pieces = _HOLE_PATTERN.split(text)
+        # pieces: text, hole number, text, hole number, ..., text
+        # A hole can be missing: a later extra replaced its parent ("a.b", then "a").
+        order = [int(number) for number in pieces[1::2]]
+        if len(set(order)) != len(order):
+            return None  # a static value that passes for a hole: no template
+        literals = pieces[0::2]
+        literals[0] = "," + literals[0][1:]
+        return tuple(literals[:-1]), tuple(slots[n] for n in order), literals[-1]
 
     def _fixed(self, record: logging.LogRecord) -> dict[str, Any]:
         """The fields every record has, as a dict (what :meth:`_fast` writes as text)."""
@@ -568,25 +739,23 @@ class JsonFormatter(_BaseJsonFormatter):
         else:
             record.message = record.getMessage()
         out: dict[str, Any] = {}
-        request_id, trace_id, span_id = _record_ids(record)
-        if trace_id:
-            out["trace"] = {"id": trace_id}
-        if span_id:
-            out["span"] = {"id": span_id}
-        if request_id:
-            out["http"] = {"request": {"id": request_id}}
+        _put_ids(out, *_record_ids(record))
         if record.exc_info or record.exc_text or record.stack_info:
             error = self._error(record)
             if error:
                 out["error"] = error
-
-        known = self._keys
-        clean = self._clean
         sources: list[Any] = [record.__dict__]
         if isinstance(msg, dict):
             sources.insert(0, msg)
         if self.static_fields:
             sources.insert(0, self.static_fields)
+        self._extras_into(out, sources)
+        return out
+
+    def _extras_into(self, out: dict[str, Any], sources: list[Any]) -> None:
+        """Add the extras of ``sources`` to ``out``: redacted, dotted keys nested."""
+        known = self._keys
+        clean = self._clean
         for source in sources:
             for key, value in source.items():
                 info = known.get(key, False)
@@ -620,7 +789,6 @@ class JsonFormatter(_BaseJsonFormatter):
                         node[parts[1]] = value
                         continue
                 _put(out, name, (*parts[0], parts[1]), value)
-        return out
 
     def _error(self, record: logging.LogRecord) -> dict[str, Any]:
         exc_info = record.exc_info

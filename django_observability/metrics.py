@@ -23,7 +23,8 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import django
@@ -38,6 +39,9 @@ from django_observability.conf import (
 )
 
 logger = logging.getLogger("django_observability")
+
+# Seconds between two exemplars in one bucket of one duration series.
+EXEMPLAR_INTERVAL = 1.0
 
 UNMATCHED = "<unmatched>"
 OTHER_METHOD = "_OTHER"
@@ -311,6 +315,13 @@ class Metrics:
         )
         # prometheus_client keeps no exemplars in multiprocess mode.
         self.exemplars = not getattr(values.ValueClass, "_multiprocess", False)
+        # Upper bounds of the duration buckets, as the histogram has them (with +Inf).
+        bounds = sorted(float(bound) for bound in latency_buckets)
+        if not bounds or bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self._duration_bounds = bounds
+        # Per duration series: when each bucket may take its next exemplar.
+        self._exemplar_due: dict[tuple[str, str, str], list[float]] = {}
         self._db_children: dict[tuple[str, str], Any] = {}
         # Children cached by label tuple: labels() validates and locks on every
         # call, a dict lookup does not. Keys are bounded by the label rules.
@@ -331,17 +342,35 @@ class Metrics:
         status: str,
         seconds: float,
         body_bytes: int | None,
-        exemplar: dict[str, str] | None = None,
+        trace_ids: Callable[[], tuple[str, str] | None] | None = None,
     ) -> None:
+        """Record one finished request.
+
+        ``trace_ids`` returns the (trace id, span id) of the request's sampled
+        span, or ``None``; it is called only when the observation's bucket is
+        due an exemplar. Each bucket of a series takes at most one exemplar per
+        :data:`EXEMPLAR_INTERVAL` seconds: a scrape shows only the latest one
+        per bucket, so more would be work nobody sees.
+        """
         key = (method, route, status)
         child = self._duration_children.get(key)
         if child is None:
             child = self._duration_children[key] = self.duration.labels(method, route, status)
-        if exemplar is not None and self.exemplars:
-            child.observe(seconds, exemplar)
+        now = _monotonic()
+        if trace_ids is not None and self.exemplars:
+            due = self._exemplar_due.get(key)
+            if due is None:
+                due = self._exemplar_due[key] = [0.0] * len(self._duration_bounds)
+            bucket = bisect_left(self._duration_bounds, seconds)
+            ids = trace_ids() if now >= due[bucket] else None
+            if ids is not None:
+                due[bucket] = now + EXEMPLAR_INTERVAL
+                child.observe(seconds, {"trace_id": ids[0], "span_id": ids[1]})
+            else:
+                child.observe(seconds)
         else:
             child.observe(seconds)
-        if _monotonic() >= self._process_next_update:
+        if now >= self._process_next_update:
             self.update_process()
         if body_bytes is not None:
             skey = (method, route)

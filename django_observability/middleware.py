@@ -175,6 +175,7 @@ class _Tracked:
         "done",
         "exc",
         "excluded",
+        "ids",
         "log",
         "method",
         "metrics",
@@ -202,6 +203,7 @@ class _Tracked:
         self.body_bytes: int | None = None
         self.exc: BaseException | None = None
         self.span: Any = None
+        self.ids: tuple[str, str, bool] | None | bool = False  # False: not read yet
         self.owns_span = False
         self.log = False
         self.queries: list[float] = [0, 0.0]
@@ -213,6 +215,31 @@ class _Tracked:
             self.excluded = True
             if self.active is not None and not self.done:
                 self.active.dec()
+
+    def span_ids(self) -> tuple[str, str, bool] | None:
+        """(trace id, span id, sampled) of the request's span, in hex; ``None`` if none.
+
+        Formatted once, for the exemplar and the access log alike.
+        """
+        ids = self.ids
+        if ids is False:
+            ids = None
+            span = self.span
+            if span is not None:
+                context = span.get_span_context()
+                if context.is_valid:
+                    ids = (
+                        format(context.trace_id, "032x"),
+                        format(context.span_id, "016x"),
+                        bool(context.trace_flags.sampled),
+                    )
+            self.ids = ids
+        return ids  # type: ignore[return-value]
+
+    def sampled_ids(self) -> tuple[str, str, bool] | None:
+        """:meth:`span_ids` if the span is sampled (what an exemplar may point to)."""
+        ids = self.span_ids()
+        return ids if ids is not None and ids[2] else None
 
     def complete(self) -> None:
         """Record the finished request; safe to call more than once."""
@@ -230,11 +257,13 @@ class _Tracked:
             return
         if self.metrics is not None:
             try:
-                exemplar = None
-                if span is not None and self.metrics.exemplars:
-                    exemplar = _exemplar(span)
                 self.metrics.observe(
-                    self.method, self.route, self.status, seconds, self.body_bytes, exemplar
+                    self.method,
+                    self.route,
+                    self.status,
+                    seconds,
+                    self.body_bytes,
+                    None if span is None else self.sampled_ids,
                 )
             except Exception:
                 _fault("request metrics")
@@ -421,16 +450,6 @@ def _finish_span(tracked: _Tracked, span: Any) -> None:
     span.end()
 
 
-def _exemplar(span: Any) -> dict[str, str] | None:
-    context = span.get_span_context()
-    if not context.trace_flags.sampled:
-        return None
-    return {
-        "trace_id": format(context.trace_id, "032x"),
-        "span_id": format(context.span_id, "016x"),
-    }
-
-
 access_logger = logging.getLogger("django_observability.access")
 _NS = 1_000_000_000
 
@@ -456,12 +475,9 @@ def _access_log(tracked: _Tracked, seconds: float) -> None:
     user_id = _loaded_user_id(request)
     if user_id is not None:
         extra["user.id"] = user_id
-    span = tracked.span
-    if span is not None:
-        context = span.get_span_context()
-        if context.is_valid:
-            extra["trace_id"] = format(context.trace_id, "032x")
-            extra["span_id"] = format(context.span_id, "016x")
+    ids = tracked.span_ids()
+    if ids is not None:
+        extra["trace_id"], extra["span_id"] = ids[0], ids[1]
     # Made here and handed to the logger's handlers directly: the same record
     # logger.info() would make, without its walk up the stack to find the
     # caller (always this function).

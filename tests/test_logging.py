@@ -593,10 +593,10 @@ def test_bad_message_arguments_still_give_a_json_line():
 
 
 def test_a_fault_in_the_formatter_still_gives_a_json_line(monkeypatch):
-    def broken(self, record):
+    def broken(self, *args):
         raise RuntimeError("formatter bug")
 
-    monkeypatch.setattr(JsonFormatter, "_fields", broken)
+    monkeypatch.setattr(JsonFormatter, "_extras_into", broken)
     data = strict_loads(log_line("hello %s", "you", extra={"password": SECRET}))
     assert data["message"] == "hello you"
     assert data["error"] == {
@@ -809,3 +809,125 @@ def test_text_formatter_does_not_change_the_record():
     assert line == "- - m"
     assert record.request_id is None
     assert "trace_id" not in record.__dict__
+
+
+# Lines written from a template (the fast path) --------------------------------
+
+
+def general_line(formatter, record):
+    """The line as the general path writes it: every field through the walk and the encoder."""
+    fields = formatter._fields(record)
+    try:
+        return formatter._fast(record, fields)
+    except LookupError:
+        return formatter._encode(formatter._merged(record, fields))
+
+
+def make_record(msg="m %s", args=("x",), **extra):
+    record = logging.LogRecord(LOGGER, logging.INFO, __file__, 7, msg, args, None, func="here")
+    record.__dict__.update(extra)
+    return record
+
+
+TEMPLATED = [
+    {},
+    {"request_id": "rid-1", "trace_id": "a" * 32, "span_id": "b" * 16},
+    {"request_id": 17},
+    {"request_id": "", "trace_id": None},
+    {"http.request.method": "GET", "http.response.status_code": 200, "url.path": "/a\"b\\c/"},
+    {"http.request.method": "GET", "request_id": "rid", "http.request.size": 5},
+    {"a": 1, "a.b": 2},
+    {"a.b": 2, "a": 1},
+    {"a.b.c": True, "a.b.d": None, "a.e": 1.5, "f": -0.0},
+    {"n": 10**30, "ok": False, "text": "héllo \u2028 \x01 \U0001f600"},
+    {"password": "hunter2", "nested.api_key": "k", "user.id": "7"},
+    {"a..b": 1, ".a": 2, "a.": 3, "_private": 4},
+    {"wierd key \"'\\": "v", "é.ü": "x"},
+    {"message_extra": "\x00\x010\x01\x00"},
+]
+
+
+@pytest.mark.parametrize("extra", TEMPLATED)
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_templated_lines_match_the_general_path(extra, ascii_only):
+    formatter = JsonFormatter(json_ensure_ascii=ascii_only)
+    for value in ("first", "second"):  # the template is made, then reused
+        record = make_record(args=(value,), **extra)
+        planned = formatter._planned(record)
+        assert planned is not None
+        assert planned == general_line(formatter, record)
+        assert formatter.format(record) == planned
+        strict_loads(planned)
+
+
+@pytest.mark.parametrize(
+    "static",
+    [
+        {"cloud": {"region": "eu-1"}, "team": "shop"},
+        {"a": {"x": 1}},  # merged with the record's "a.b"
+        {"a": "scalar"},  # the record's "a.b" lands flat
+        {"deploy.ring": 2},
+    ],
+)
+def test_templated_lines_with_static_fields(static):
+    formatter = JsonFormatter(static_fields=static)
+    for value in (1, 2):
+        record = make_record(**{"a.b": value, "c": "d"})
+        planned = formatter._planned(record)
+        assert planned is not None
+        assert planned == general_line(formatter, record)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"data": {"k": "v"}},  # a dict: nested by the walk
+        {"items": [1, 2]},
+        {"when": datetime.date(2025, 1, 2)},
+        {"ratio": float("nan")},
+        {"big": decimal.Decimal("1.5")},
+        {"service": "mine"},  # shares a name with a fixed field
+        {"log.level": "x"},
+    ],
+)
+def test_records_a_template_does_not_fit_take_the_general_path(extra):
+    formatter = JsonFormatter()
+    record = make_record(**extra)
+    assert formatter._planned(record) is None
+    line = formatter.format(record)
+    strict_loads(line)
+
+
+def test_a_template_is_not_used_for_a_value_of_another_kind():
+    formatter = JsonFormatter()
+    assert formatter._planned(make_record(data="text")) is not None
+    record = make_record(data={"password": SECRET, "k": 1})
+    assert formatter._planned(record) is None
+    data = strict_loads(formatter.format(record))
+    assert data["data"] == {"password": REDACTED, "k": 1}
+
+
+def test_values_that_look_like_holes_are_plain_text():
+    from django_observability.logging import _HOLE_MARK
+
+    lookalike = f"\x00{_HOLE_MARK}:0\x00"
+    formatter = JsonFormatter(static_fields={"odd": lookalike})
+    record = make_record(x=1, y=lookalike)
+    line = formatter.format(record)
+    assert line == general_line(formatter, record)
+    data = strict_loads(line)
+    assert data["odd"] == data["y"] == lookalike
+    assert data["x"] == 1
+
+
+def test_errors_and_dict_messages_take_the_general_path():
+    formatter = JsonFormatter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(LOGGER, logging.ERROR, __file__, 1, "m", (), sys.exc_info())
+    assert formatter._planned(record) is None
+    assert strict_loads(formatter.format(record))["error"]["type"] == "ValueError"
+    record = make_record(msg={"message": "hi", "k": 1}, args=())
+    assert formatter._planned(record) is None
+    assert strict_loads(formatter.format(record))["k"] == 1

@@ -164,6 +164,33 @@ def test_exemplars_in_openmetrics(http, spans):
     assert f'span_id="{format(span.context.span_id, "016x")}"' in lines[0]
 
 
+def exemplar_trace_ids(http):
+    accept = {"Accept": "application/openmetrics-text; version=1.0.0", **TOKEN}
+    text = http.get("/metrics", headers=accept).body.decode()
+    return [
+        line.split('trace_id="', 1)[1][:32]
+        for line in text.splitlines()
+        if line.startswith("http_server_request_duration_seconds_bucket{") and "trace_id" in line
+    ]
+
+
+@override_settings(OBSERVABILITY_METRICS_LATENCY_BUCKETS=[60.0])  # one bucket: every request
+def test_a_bucket_takes_one_exemplar_per_interval(http, spans, monkeypatch):
+    from django_observability import metrics
+
+    clock = [1000.0]
+    monkeypatch.setattr(metrics, "_monotonic", lambda: clock[0])
+    for _ in range(3):
+        http.get("/api/v1/items/3/")
+    first, *_ = [format(s.context.trace_id, "032x") for s in server_spans(spans)]
+    assert exemplar_trace_ids(http) == [first]  # not the two after it, in the same bucket
+
+    clock[0] += metrics.EXEMPLAR_INTERVAL
+    http.get("/api/v1/items/3/")
+    newest = format(server_spans(spans)[-1].context.trace_id, "032x")
+    assert exemplar_trace_ids(http) == [newest]
+
+
 def test_unsampled_requests_carry_no_exemplar(http):
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ALWAYS_OFF)
