@@ -203,7 +203,7 @@ class _Tracked:
         self.body_bytes: int | None = None
         self.exc: BaseException | None = None
         self.span: Any = None
-        self.ids: tuple[str, str, bool] | None | bool = False  # False: not read yet
+        self.ids: tuple[str, str, bool] | bool | None = False  # False: not read yet
         self.owns_span = False
         self.log = False
         self.queries: list[float] = [0, 0.0]

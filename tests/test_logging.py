@@ -834,7 +834,7 @@ TEMPLATED = [
     {"request_id": "rid-1", "trace_id": "a" * 32, "span_id": "b" * 16},
     {"request_id": 17},
     {"request_id": "", "trace_id": None},
-    {"http.request.method": "GET", "http.response.status_code": 200, "url.path": "/a\"b\\c/"},
+    {"http.request.method": "GET", "http.response.status_code": 200, "url.path": '/a"b\\c/'},
     {"http.request.method": "GET", "request_id": "rid", "http.request.size": 5},
     {"a": 1, "a.b": 2},
     {"a.b": 2, "a": 1},
