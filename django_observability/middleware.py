@@ -253,8 +253,14 @@ class _Tracked:
                 _finish_span(self, span)
             except Exception:
                 _fault("request span")
-        if self.excluded:
-            return
+        if not self.excluded:
+            self._record(seconds, span)
+        # Nothing reads them past this point: let the span and the request go
+        # when the request does, without waiting for the cycle collector.
+        self.span = None
+        self.request = None  # type: ignore[assignment]
+
+    def _record(self, seconds: float, span: Any) -> None:
         if self.metrics is not None:
             try:
                 self.metrics.observe(
@@ -478,10 +484,12 @@ def _access_log(tracked: _Tracked, seconds: float) -> None:
     ids = tracked.span_ids()
     if ids is not None:
         extra["trace_id"], extra["span_id"] = ids[0], ids[1]
-    # Made here and handed to the logger's handlers directly: the same record
-    # logger.info() would make, without its walk up the stack to find the
-    # caller (always this function).
-    record = access_logger.makeRecord(
+    # Made here and handed to the logger's handlers directly: the record
+    # logger.info() would make (through the installed record factory), without
+    # its walk up the stack to find the caller (always this function) or its
+    # check of every extra against the record's own attributes (none of ours
+    # clash with them).
+    record = _record_factory()(
         access_logger.name,
         logging.INFO,
         __file__,
@@ -490,11 +498,12 @@ def _access_log(tracked: _Tracked, seconds: float) -> None:
         (tracked.method, path, tracked.status),
         None,
         "_access_log",
-        extra,
     )
+    record.__dict__.update(extra)
     access_logger.handle(record)
 
 
+_record_factory = logging.getLogRecordFactory
 _ACCESS_LINE = _access_log.__code__.co_firstlineno
 
 

@@ -53,6 +53,27 @@ def test_one_line_per_request_with_the_fields(http, lines):
     assert "user" not in line
 
 
+def test_records_come_from_the_installed_record_factory(http, lines):
+    # As logger.info() would make them: a factory that stamps records (OpenTelemetry's
+    # logging instrumentation installs one) sees the access records too.
+    original = logging.getLogRecordFactory()
+
+    def stamping(*args, **kwargs):
+        record = original(*args, **kwargs)
+        record.deployment_ring = "canary"
+        return record
+
+    logging.setLogRecordFactory(stamping)
+    try:
+        http.get("/api/v1/items/7/")
+    finally:
+        logging.setLogRecordFactory(original)
+    (line,) = lines()
+    assert line["deployment_ring"] == "canary"
+    assert line["log"]["origin"]["function"] == "_access_log"
+    assert line["http"]["response"]["status_code"] == 200
+
+
 @pytest.mark.django_db
 def test_database_queries_of_the_request(http, lines):
     http.get("/db/")
