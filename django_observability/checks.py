@@ -85,6 +85,35 @@ def check_metrics_protected(app_configs: Any = None, **kwargs: Any) -> list[Chec
     ]
 
 
+# The example value deploy/prometheus/django-metrics-token ships with.
+EXAMPLE_TOKEN = "replace-me-with-the-OBSERVABILITY_AUTH_TOKEN-value"  # noqa: S105 - a public value
+MIN_TOKEN_LENGTH = 16
+
+
+@register(Tags.security)
+def check_token_strength(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """A token that is public (the example's) or short enough to guess."""
+    if settings.DEBUG:
+        return []
+    token = getattr(settings, PREFIX + "AUTH_TOKEN", None)
+    if not isinstance(token, str) or not token or VALIDATORS["AUTH_TOKEN"][1](token) is not None:
+        return []  # unset, or reported by check_settings
+    if token == EXAMPLE_TOKEN or token.lower().startswith("replace-me"):
+        problem = "is the example value from deploy/prometheus/django-metrics-token"
+    elif len(token) < MIN_TOKEN_LENGTH:
+        problem = f"is shorter than {MIN_TOKEN_LENGTH} characters"
+    else:
+        return []
+    return [
+        Warning(
+            f"OBSERVABILITY_AUTH_TOKEN {problem}: anyone can guess it and read /metrics.",
+            hint='Use a long random value: python -c "import secrets; '
+            'print(secrets.token_urlsafe(32))"',
+            id="django_observability.W003",
+        )
+    ]
+
+
 @register(Tags.compatibility)
 def check_health_checks_load(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every configured health check can be imported and built with its options."""

@@ -16,7 +16,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "tests.urls"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 USE_TZ = True
-OBSERVABILITY_AUTH_TOKEN = "test-token"
+OBSERVABILITY_AUTH_TOKEN = "test-token-0123456789"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

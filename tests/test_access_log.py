@@ -12,7 +12,7 @@ from django_observability import tracing
 from django_observability.logging import JsonFormatter
 from tests.clients import AsyncHTTP, SyncHTTP
 
-TOKEN = {"Authorization": "Bearer test-token"}
+TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 
 
 @pytest.fixture(params=["sync", "async"])

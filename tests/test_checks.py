@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
@@ -49,6 +51,30 @@ def test_w002_public_metrics_without_debug():
         assert ids() == []
     with override_settings(OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8"]):
         assert ids() == []
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("replace-me-with-the-OBSERVABILITY_AUTH_TOKEN-value", ["django_observability.W003"]),
+        ("REPLACE-ME-later-with-something-long", ["django_observability.W003"]),
+        ("short-token", ["django_observability.W003"]),
+        ("Zm9vYmFyYmF6cXV4LXNlY3JldC12YWx1ZQ", []),
+    ],
+)
+def test_w003_guessable_token(token, expected):
+    with override_settings(DEBUG=False, OBSERVABILITY_AUTH_TOKEN=token):
+        assert ids() == expected
+    with override_settings(DEBUG=True, OBSERVABILITY_AUTH_TOKEN=token):
+        assert ids() == []
+
+
+def test_w003_knows_the_example_file():
+    from django_observability.checks import EXAMPLE_TOKEN
+
+    path = os.path.join(os.path.dirname(__file__), "..", "deploy", "prometheus")
+    with open(os.path.join(path, "django-metrics-token"), encoding="utf-8") as fh:
+        assert fh.read().strip() == EXAMPLE_TOKEN
 
 
 @pytest.mark.parametrize(
@@ -119,7 +145,7 @@ def test_setting_errors(setting, value, check_id):
     OBSERVABILITY_METRICS_LATENCY_BUCKETS=(0.1, 1, float("inf")),
     OBSERVABILITY_METRICS_LABEL_CAP=10,
     OBSERVABILITY_REQUEST_ID_HEADER="X-Correlation-ID",
-    OBSERVABILITY_AUTH_TOKEN="s3cret",
+    OBSERVABILITY_AUTH_TOKEN="s3cret-long-enough-0123456789",
     OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8", "::1"],
     OBSERVABILITY_EXCLUDE_PATHS=("/static/",),
 )

@@ -14,7 +14,7 @@ from tests import health_checks
 from tests.clients import AsyncHTTP, SyncHTTP
 
 H = "tests.health_checks."
-TOKEN = {"Authorization": "Bearer test-token"}
+TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.clients import AsyncHTTP, SyncHTTP
 
-TOKEN = {"Authorization": "Bearer test-token"}
+TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -102,8 +102,16 @@ def test_token_required(http):
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert http.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
-    assert http.get("/metrics", headers={"Authorization": "bearer test-token"}).status_code == 200
-    assert http.get("/metrics", headers={"Authorization": "Bearer  test-token "}).status_code == 200
+    assert (
+        http.get("/metrics", headers={"Authorization": "bearer test-token-0123456789"}).status_code
+        == 200
+    )
+    assert (
+        http.get(
+            "/metrics", headers={"Authorization": "Bearer  test-token-0123456789 "}
+        ).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,9 +122,9 @@ def test_token_required(http):
         "Bearer \x00\x01\x02",
         "Basic dGVzdDp0ZXN0",
         "Bearer",
-        "Bearer test-token\r\nX: y",
+        "Bearer test-token-0123456789\r\nX: y",
         "",
-        "Bearer test-token-but-longer",
+        "Bearer test-token-0123456789-but-longer",
     ],
 )
 def test_hostile_authorization_headers(header):
@@ -150,7 +158,9 @@ def test_token_or_address(http):
     assert client.get("/metrics", REMOTE_ADDR="10.9.9.9").status_code == 200
     assert (
         client.get(
-            "/metrics", REMOTE_ADDR="8.8.8.8", **{"HTTP_AUTHORIZATION": "Bearer test-token"}
+            "/metrics",
+            REMOTE_ADDR="8.8.8.8",
+            **{"HTTP_AUTHORIZATION": "Bearer test-token-0123456789"},
         ).status_code
         == 200
     )

@@ -231,7 +231,7 @@ def test_file_response_size_from_content_length(http, samples):
 
 
 def test_own_endpoints_are_excluded(http, samples):
-    http.get("/metrics", headers={"Authorization": "Bearer test-token"})
+    http.get("/metrics", headers={"Authorization": "Bearer test-token-0123456789"})
     http.get("/metrics")  # 401
     http.request("POST", "/metrics")  # 405
     http.request("FOO", "/metrics")  # 405

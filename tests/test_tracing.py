@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from django_observability import tracing
 from tests.clients import AsyncHTTP, SyncHTTP
 
-TOKEN = {"Authorization": "Bearer test-token"}
+TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 
