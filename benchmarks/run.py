@@ -4,9 +4,10 @@
 
 Each round runs every configuration (bare Django, django-prometheus, ours, and
 the full stacks with tracing and a JSON access log: the anchors', ours, ours
-at 10% sampling) in a fresh process, in an order that rotates from round to
-round; the tables report medians over the rounds. See benchmarks/README.md for
-how to read them.
+at 10% sampling, and the reference sdk_span_floor: the SDK's own server span
+alone) in a fresh process, in an order that rotates from round to round; the
+tables report medians over the rounds. See benchmarks/README.md for how to read
+them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 METRICS_CONFIGS = ("bare", "django_prometheus", "ours")
 FULL_CONFIGS = ("anchors_full", "ours_full", "ours_full_10pct")
-CONFIGS = METRICS_CONFIGS + FULL_CONFIGS
+# Not a stack: bare Django plus the OpenTelemetry SDK's own server span, nothing else.
+SPAN_FLOOR = "sdk_span_floor"
+CONFIGS = (*METRICS_CONFIGS, *FULL_CONFIGS, SPAN_FLOOR)
+# Timed with --full-requests: every configuration that exports spans.
+TRACED_CONFIGS = (*FULL_CONFIGS, SPAN_FLOOR)
 LABELS = {
     "bare": "bare Django",
     "django_prometheus": "django-prometheus (Before/After)",
@@ -33,6 +38,10 @@ LABELS = {
     "anchors_full": "anchors_full: django-prometheus + DjangoInstrumentor + python-json-logger",
     "ours_full": "ours_full: django-observability, 100% sampled",
     "ours_full_10pct": "ours_full_10pct: django-observability, 10% sampled",
+    SPAN_FLOOR: (
+        "sdk_span_floor: the OpenTelemetry SDK's own server span "
+        "(start/end, same attributes, batch processor), nothing else"
+    ),
 }
 TARGET_RATIO = 0.35
 # ours_full adds at most one third of what the anchors' stack adds over bare Django.
@@ -105,12 +114,17 @@ def span_range(values: list[int]) -> str:
 
 
 def verification_summary(checks: list[dict]) -> str:
-    """What the workers of one full configuration verified, over all rounds."""
+    """What the workers of one traced configuration verified, over all rounds."""
     sent = [v["requests_sent"] for v in checks]
     spans = [v["spans_exported"] for v in checks]
-    lines = [v["log_lines"] for v in checks]
     shares = sorted(s / n for s, n in zip(spans, sent, strict=True))
     share = f"{shares[0]:.1%}" if shares[0] == shares[-1] else f"{shares[0]:.1%}-{shares[-1]:.1%}"
+    if "log_lines" not in checks[0]:  # sdk_span_floor: spans only
+        return (
+            f"{span_range(sent)} requests sent per worker (warm-up included); "
+            f"{span_range(spans)} spans exported ({share} of requests); no access log"
+        )
+    lines = [v["log_lines"] for v in checks]
     line_bytes = sum(v["log_bytes"] for v in checks) / sum(lines)
     text = (
         f"{span_range(sent)} requests sent per worker (warm-up included); "
@@ -158,7 +172,7 @@ def main() -> int:
     print(
         f"{args.rounds} rounds x {len(CONFIGS)} configs, fresh process each, order rotating; "
         f"{args.warmup:,} warm-up + {args.requests:,} timed requests "
-        f"({args.full_requests:,} for the full stacks) over a {len(MIX)}-URL mix; "
+        f"({args.full_requests:,} for the full stacks and {SPAN_FLOOR}) over a {len(MIX)}-URL mix; "
         f"{args.renders} /metrics renders",
         flush=True,
     )
@@ -171,7 +185,7 @@ def main() -> int:
         results = {
             c: run_worker(
                 c,
-                args.full_requests if c in FULL_CONFIGS else args.requests,
+                args.full_requests if c in TRACED_CONFIGS else args.requests,
                 args.warmup,
                 args.renders,
             )
@@ -253,6 +267,11 @@ def main() -> int:
         ratio = "—" if c == "bare" else f"{added[c] / anchors_added:.2f}x"
         extra = "—" if c == "bare" else f"+{fmt(added[c])}"
         print(f"| {LABELS[c]} | {fmt(median[c])} | {extra} | {ratio} |")
+    floor_ratio = added[SPAN_FLOOR] / anchors_added
+    print(
+        f"| {LABELS[SPAN_FLOOR]} | {fmt(median[SPAN_FLOOR])} | +{fmt(added[SPAN_FLOOR])} "
+        f"| {floor_ratio:.2f}x |"
+    )
     full_ratio = added["ours_full"] / anchors_added
     full_verdict = "met" if full_ratio <= TARGET_FULL_RATIO else "NOT met"
     full_best_ratio = (best["ours_full"] - best["bare"]) / (best["anchors_full"] - best["bare"])
@@ -261,16 +280,17 @@ def main() -> int:
         "Target: ours_full adds at most one third (0.33x) of what anchors_full adds: "
         f"{full_ratio:.2f}x, {full_verdict}."
     )
+    print(f"Of the 0.33x budget, the SDK's own span takes {floor_ratio:.2f}x.")
     print(
         f"Cross-checks: median of per-round paired ratios {statistics.median(full_paired):.2f}x "
         f"(range {min(full_paired):.2f}-{max(full_paired):.2f}); from the fastest block of each "
         f"config {full_best_ratio:.2f}x (bare {fmt(best['bare'])}, anchors_full "
         f"{fmt(best['anchors_full'])}, ours_full {fmt(best['ours_full'])}, ours_full_10pct "
-        f"{fmt(best['ours_full_10pct'])} µs)."
+        f"{fmt(best['ours_full_10pct'])}, {SPAN_FLOOR} {fmt(best[SPAN_FLOOR])} µs)."
     )
     print()
-    print("Verified in every full-stack worker (all rounds):")
-    for c in FULL_CONFIGS:
+    print("Verified in every full-stack and sdk_span_floor worker (all rounds):")
+    for c in TRACED_CONFIGS:
         print(f"  {c}: {verification_summary([rd[c]['verified'] for rd in rounds])}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -290,6 +310,7 @@ def main() -> int:
                 "ratio_from_fastest_blocks": best_ratio,
                 "render_median_us": render,
                 "ratio_ours_full_vs_anchors_full": full_ratio,
+                "ratio_sdk_span_floor_vs_anchors_full": floor_ratio,
                 "paired_ratios_full": full_paired,
                 "ratio_full_from_fastest_blocks": full_best_ratio,
                 "rounds": rounds,

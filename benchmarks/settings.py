@@ -13,6 +13,11 @@ The full stacks (tracing and a JSON access log as well; see ``stacks.py``):
                        worker hands it a TracerProvider sampling every trace.
 ``ours_full_10pct``    the same, sampling 10% of traces.
 
+A reference (``stacks.py``), not a stack anyone would deploy:
+
+``sdk_span_floor``     the same stack as ``bare`` behind ``SdkSpanFloorMiddleware``:
+                       the OpenTelemetry SDK's own server span, nothing else.
+
 Everything else (URLconf, apps, templates, databases) is identical across
 configurations, so a difference in cost is the instrumentation's.
 """
@@ -21,7 +26,15 @@ from __future__ import annotations
 
 import os
 
-CONFIGS = ("bare", "django_prometheus", "ours", "anchors_full", "ours_full", "ours_full_10pct")
+CONFIGS = (
+    "bare",
+    "django_prometheus",
+    "ours",
+    "anchors_full",
+    "ours_full",
+    "ours_full_10pct",
+    "sdk_span_floor",
+)
 
 CONFIG = os.environ.get("BENCH_CONFIG", "bare")
 if CONFIG not in CONFIGS:
@@ -62,6 +75,9 @@ _STACK = [
 
 if CONFIG == "bare":
     MIDDLEWARE = list(_STACK)
+elif CONFIG == "sdk_span_floor":
+    # The worker builds the provider (stacks.install_tracing) before Django loads this.
+    MIDDLEWARE = ["benchmarks.stacks.SdkSpanFloorMiddleware", *_STACK]
 elif CONFIG == "django_prometheus":
     INSTALLED_APPS.append("django_prometheus")
     MIDDLEWARE = [

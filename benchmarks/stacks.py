@@ -8,9 +8,19 @@
 ``ours_full_10pct``  the same, with 10% of traces sampled.
 
 Both stacks get the same OpenTelemetry SDK pieces (a TracerProvider, a
-BatchSpanProcessor with its default limits, and an exporter that counts spans
-and discards them), and both write one JSON line per request to a real file
-through ``logging.FileHandler``.
+BatchSpanProcessor with its default batching and a larger queue, see
+``make_provider``, and an exporter that counts spans and discards them), and
+both write one JSON line per request to a real file through
+``logging.FileHandler``.
+
+A reference configuration, not a stack a team would run:
+
+``sdk_span_floor``   bare Django plus ``SdkSpanFloorMiddleware``, which does only
+                     what the OpenTelemetry SDK itself costs for a server span
+                     (start it with the attributes ours sets, attach its context,
+                     name it by route, end it), through the same SDK pieces. What
+                     it adds over bare is the part of the full-stack budget that no
+                     instrumentation built on the SDK can avoid.
 """
 
 from __future__ import annotations
@@ -23,7 +33,15 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 FULL_CONFIGS = ("anchors_full", "ours_full", "ours_full_10pct")
-SAMPLE_RATIOS = {"anchors_full": 1.0, "ours_full": 1.0, "ours_full_10pct": 0.1}
+# The SDK's own server span and nothing else: a floor, no access log, no metrics.
+SPAN_FLOOR = "sdk_span_floor"
+# Configurations that get a provider from install_tracing (and have their spans checked).
+TRACED_CONFIGS = (*FULL_CONFIGS, SPAN_FLOOR)
+SAMPLE_RATIOS = {"anchors_full": 1.0, "ours_full": 1.0, "ours_full_10pct": 0.1, SPAN_FLOOR: 1.0}
+# The BatchSpanProcessor's queue, for every stack alike (see make_provider).
+SPAN_QUEUE_SIZE = 65_536
+# sdk_span_floor's provider, set by install_tracing before Django loads the middleware.
+_floor_provider: Any = None
 # The worker points this at a file in a fresh temporary directory before Django starts.
 LOG_FILE_ENV = "BENCH_LOG_FILE"
 # Logger that the anchors' access-log middleware writes to.
@@ -153,7 +171,16 @@ def make_provider(ratio: float, exporter: DiscardingExporter) -> Any:
         sampler=ParentBased(root),
         shutdown_on_exit=False,  # the worker shuts it down after counting
     )
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    # A larger queue than the SDK's default 2048, and nothing else changed: the
+    # schedule delay and the export batch size (512, which is also the queue
+    # length that wakes the export thread) stay at their defaults, so spans are
+    # batched and exported exactly as before. In this tight in-process loop
+    # (no network wait between requests) the export thread sometimes does not
+    # get the GIL before another 2048 spans have queued up; the SDK then logs
+    # "Queue full, dropping Span" and the worker's one-span-per-request check
+    # fails; a dropped span also skips its export, which would flatter whichever
+    # run drops most. The same queue for every stack keeps the comparison fair.
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE_SIZE))
     return provider
 
 
@@ -162,11 +189,15 @@ def install_tracing(config: str) -> tuple[Any, DiscardingExporter]:
 
     Call before ``django.setup()``: DjangoInstrumentor adds its middleware to
     ``settings.MIDDLEWARE``, so it must run before the handler loads it (as in
-    a project's ``wsgi.py``).
+    a project's ``wsgi.py``). ``sdk_span_floor`` keeps the provider here for
+    ``SdkSpanFloorMiddleware`` to take its tracer from when Django loads it.
     """
     exporter = DiscardingExporter()
     provider = make_provider(SAMPLE_RATIOS[config], exporter)
-    if config == "anchors_full":
+    if config == SPAN_FLOOR:
+        global _floor_provider
+        _floor_provider = provider  # SdkSpanFloorMiddleware takes its tracer from it
+    elif config == "anchors_full":
         from opentelemetry.instrumentation.django import DjangoInstrumentor
 
         DjangoInstrumentor().instrument(tracer_provider=provider)
@@ -175,3 +206,63 @@ def install_tracing(config: str) -> tuple[Any, DiscardingExporter]:
 
         use_tracer_provider(provider)
     return provider, exporter
+
+
+# --- the reference: the SDK's own server span, nothing else ---------------------------
+
+# A fixed request id: ours generates one per request, but that is ours, not the SDK's.
+_FLOOR_REQUEST_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+class SdkSpanFloorMiddleware:
+    """What the OpenTelemetry SDK itself costs for one server span, and nothing more.
+
+    Outermost middleware of ``sdk_span_floor``: starts a ``SERVER`` span with
+    the attributes ``ObservabilityMiddleware`` gives a span at start, makes it
+    current around the rest of the stack, then names it by route, sets the
+    route and status and ends it. No metrics, no logging, no request id, no
+    propagation and no error handling: what is left is the SDK's span cycle
+    (ids, sampler, attribute validation, context, the batch processor's
+    queue), which every instrumentation built on the SDK pays.
+    """
+
+    def __init__(self, get_response):
+        from opentelemetry import context, trace
+        from opentelemetry.trace import SpanKind
+
+        if _floor_provider is None:
+            raise RuntimeError("sdk_span_floor: call install_tracing() before django.setup()")
+        self.get_response = get_response
+        self.tracer = _floor_provider.get_tracer("benchmarks.sdk_span_floor")
+        self.attach = context.attach
+        self.detach = context.detach
+        self.set_span_in_context = trace.set_span_in_context
+        self.server = SpanKind.SERVER
+
+    def __call__(self, request):
+        meta = request.META
+        method = request.method
+        attributes = {
+            "http.request.method": method,
+            "url.path": request.path,
+            "url.scheme": meta.get("wsgi.url_scheme", "http"),
+            "http.request.id": _FLOOR_REQUEST_ID,
+            "server.address": meta.get("HTTP_HOST") or meta.get("SERVER_NAME", ""),
+            "client.address": meta.get("REMOTE_ADDR", ""),
+            "user_agent.original": meta.get("HTTP_USER_AGENT", ""),
+            "network.protocol.version": meta.get("SERVER_PROTOCOL", "HTTP/1.1")[5:],
+        }
+        span = self.tracer.start_span(method, kind=self.server, attributes=attributes)
+        token = self.attach(self.set_span_in_context(span))
+        try:
+            response = self.get_response(request)
+        finally:
+            self.detach(token)
+        match = request.resolver_match
+        route = match.route if match is not None else "<unmatched>"
+        span.update_name(f"{method} {route}")
+        span.set_attributes(
+            {"http.route": route, "http.response.status_code": response.status_code}
+        )
+        span.end()
+        return response

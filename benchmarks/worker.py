@@ -9,6 +9,8 @@ The full configurations (``stacks.py``) also check, after the traffic, that
 the exporter received one span per request (about one in ten at 10%
 sampling) and that the access-log file holds exactly one JSON line per
 request sent, warm-up included, with the right method, path and status.
+The reference ``sdk_span_floor`` (the SDK's own server span, no access log,
+no metrics) checks the spans only.
 """
 
 from __future__ import annotations
@@ -29,9 +31,17 @@ from typing import Any
 
 BLOCK_PASSES = 10  # passes over the 100-request mix per timed block
 
-CONFIGS = ("bare", "django_prometheus", "ours", "anchors_full", "ours_full", "ours_full_10pct")
+CONFIGS = (
+    "bare",
+    "django_prometheus",
+    "ours",
+    "anchors_full",
+    "ours_full",
+    "ours_full_10pct",
+    "sdk_span_floor",
+)
 RENDER_PATHS = {"django_prometheus": "/dp/metrics", "ours": "/metrics"}
-# Which kind of metrics each configuration records.
+# Which kind of metrics each configuration records (bare and sdk_span_floor: none).
 METRICS_KIND = {
     "django_prometheus": "django_prometheus",
     "anchors_full": "django_prometheus",
@@ -90,10 +100,14 @@ def check_full_stack(
     expected: Counter[tuple[str, str, int]],
     provider: Any,
     exporter: Any,
-    log_file: str,
+    log_file: str | None,
     problems: list[str],
 ) -> dict[str, Any]:
-    """Spans exported and access-log lines written, against the requests sent."""
+    """Spans exported and access-log lines written, against the requests sent.
+
+    ``log_file`` is ``None`` for a configuration without an access log
+    (``sdk_span_floor``): then only the spans are checked.
+    """
     import logging
 
     from benchmarks.stacks import ANCHORS_LOGGER, OURS_LOGGER, SAMPLE_RATIOS
@@ -117,6 +131,12 @@ def check_full_stack(
     kinds = Counter(kind for _, _, _, kind in exporter.kept)
     if exporter.kept and set(kinds) != {"SERVER"}:
         problems.append(f"exported span kinds {dict(kinds)}, expected only SERVER spans")
+    if log_file is None:
+        return {
+            "requests_sent": sent,
+            "spans_exported": exported,
+            "export_batches": exporter.batches,
+        }
 
     anchors = config == "anchors_full"
     for handler in logging.getLogger(ANCHORS_LOGGER if anchors else OURS_LOGGER).handlers:
@@ -196,16 +216,18 @@ def main() -> int:
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         del os.environ[name]
 
-    from benchmarks.stacks import FULL_CONFIGS
+    from benchmarks.stacks import FULL_CONFIGS, LOG_FILE_ENV, TRACED_CONFIGS
 
-    full = args.config in FULL_CONFIGS
-    provider = exporter = log_dir = None
-    if full:
-        from benchmarks.stacks import LOG_FILE_ENV, install_tracing
-
+    traced = args.config in TRACED_CONFIGS
+    log_file = None
+    provider = exporter = None
+    if args.config in FULL_CONFIGS:
         log_dir = tempfile.mkdtemp(prefix=f"bench-{args.config}-")
         atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
-        os.environ[LOG_FILE_ENV] = os.path.join(log_dir, "access.log")
+        log_file = os.environ[LOG_FILE_ENV] = os.path.join(log_dir, "access.log")
+    if traced:
+        from benchmarks.stacks import install_tracing
+
         provider, exporter = install_tracing(args.config)
 
     import django
@@ -260,15 +282,15 @@ def main() -> int:
         "us_per_request_mean": statistics.fmean(block_us),
     }
 
-    if full:
+    if traced:
         try:
             result["verified"] = check_full_stack(
-                args.config, sent_requests, provider, exporter, os.environ[LOG_FILE_ENV], problems
+                args.config, sent_requests, provider, exporter, log_file, problems
             )
         finally:
             provider.shutdown()
 
-    if args.config != "bare":
+    if args.config in METRICS_KIND:
         recorded = recorded_requests(args.config)
         result["recorded"] = recorded
         for what, value in recorded.items():
