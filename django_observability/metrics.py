@@ -204,7 +204,8 @@ class Metrics:
         )
         self.exceptions = Counter(
             "http_server_exceptions",
-            "Exceptions that Django turned into a 500 response, by route and class.",
+            "Exceptions raised by views (turned into a 500 response, or raised while a "
+            "streamed body was sent), by route and class.",
             ["route", "exception"],
             namespace=namespace,
             registry=registry,

@@ -583,7 +583,13 @@ def _abort(request: HttpRequest, tracked: _Tracked | None, exc: BaseException) -
 
 
 def _complete_on_close(tracked: _Tracked, response: HttpResponseBase) -> None:
-    """For a streaming response: record when the server closes it, count bytes as sent."""
+    """For a streaming response: record when the server closes it, count bytes as sent.
+
+    The body is watched while the server iterates it: an exception raised by
+    the view's generator is counted (``http_server_exceptions_total``) and
+    marks the span, though the status line has long been sent.
+    """
+    count = False
     if tracked.method == "HEAD":
         tracked.body_bytes = 0
     else:
@@ -592,10 +598,15 @@ def _complete_on_close(tracked: _Tracked, response: HttpResponseBase) -> None:
             tracked.body_bytes = int(length)
         else:
             tracked.body_bytes = 0
-            if getattr(response, "is_async", False):
-                response.streaming_content = _count_async(response.streaming_content, tracked)  # type: ignore[attr-defined]
-            else:
-                response.streaming_content = _count_sync(response.streaming_content, tracked)  # type: ignore[attr-defined]
+            count = True
+    # A FileResponse of known length keeps its file for the server's
+    # wsgi.file_wrapper (sendfile): its body is not wrapped.
+    if count or getattr(response, "file_to_stream", None) is None:
+        content = response.streaming_content  # type: ignore[attr-defined]
+        if getattr(response, "is_async", False):
+            response.streaming_content = _watch_async(content, tracked, count)  # type: ignore[attr-defined]
+        else:
+            response.streaming_content = _watch_sync(content, tracked, count)  # type: ignore[attr-defined]
     close = response.close
 
     def close_and_record() -> None:
@@ -610,16 +621,39 @@ def _complete_on_close(tracked: _Tracked, response: HttpResponseBase) -> None:
     response.close = close_and_record  # type: ignore[method-assign]
 
 
-def _count_sync(content: Iterator[bytes], tracked: _Tracked) -> Iterator[bytes]:
-    for chunk in content:
-        tracked.body_bytes += len(chunk)  # type: ignore[operator]
-        yield chunk
+def _stream_failed(tracked: _Tracked, exc: Exception) -> None:
+    try:
+        if tracked.done or tracked.exc is not None:
+            return
+        tracked.exc = exc
+        if tracked.metrics is not None and not tracked.excluded:
+            tracked.metrics.count_exception(tracked.route, exception_name(exc))
+    except Exception:
+        _fault("request metrics (stream error)")
 
 
-async def _count_async(content: AsyncIterator[bytes], tracked: _Tracked) -> AsyncIterator[bytes]:
-    async for chunk in content:
-        tracked.body_bytes += len(chunk)  # type: ignore[operator]
-        yield chunk
+def _watch_sync(content: Iterator[bytes], tracked: _Tracked, count: bool) -> Iterator[bytes]:
+    try:
+        for chunk in content:
+            if count:
+                tracked.body_bytes += len(chunk)  # type: ignore[operator]
+            yield chunk
+    except Exception as exc:
+        _stream_failed(tracked, exc)
+        raise
+
+
+async def _watch_async(
+    content: AsyncIterator[bytes], tracked: _Tracked, count: bool
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in content:
+            if count:
+                tracked.body_bytes += len(chunk)  # type: ignore[operator]
+            yield chunk
+    except Exception as exc:
+        _stream_failed(tracked, exc)
+        raise
 
 
 def record_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:

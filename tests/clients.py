@@ -63,3 +63,14 @@ class AsyncHTTP:
 
     def get(self, path, **kwargs):
         return self.request("GET", path, **kwargs)
+
+
+def consume(response):
+    """The whole body of a streaming response (sync or async) from the test client."""
+    if response.is_async:
+
+        async def read():
+            return b"".join([chunk async for chunk in response.streaming_content])
+
+        return async_to_sync(read)()
+    return b"".join(response.streaming_content)

@@ -10,7 +10,7 @@ from django.test import Client, override_settings
 from django_observability import middleware
 from django_observability.metrics import Metrics
 from django_observability.middleware import ObservabilityMiddleware
-from tests.clients import AsyncHTTP, SyncHTTP
+from tests.clients import AsyncHTTP, SyncHTTP, consume
 from tests.views import BoomError
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
@@ -204,6 +204,19 @@ def test_streaming_response_recorded_when_closed(http, samples, path):
     assert samples.value("http_server_active_requests", method="GET") == 0
     sent = samples.value("http_server_response_body_size_bytes_sum", method="GET", route=path)
     assert sent == len(body) > 0
+
+
+@pytest.mark.parametrize("path", ["/stream-fails/", "/async-stream-fails/"])
+def test_exception_while_streaming_is_counted_and_passes_through(http, samples, path):
+    from tests.views import BoomError
+
+    response = http.get(path, consume=False)
+    assert response.status_code == 200  # already sent when the body fails
+    with pytest.raises(BoomError, match="generator failed"):
+        consume(response)  # the test client closes the response when iteration ends
+    assert samples.value(EXCEPTIONS, route=path, exception="tests.views.BoomError") == 1
+    assert samples.count(path) == 1
+    assert samples.value("http_server_active_requests", method="GET") == 0
 
 
 def http_consume_async(response):

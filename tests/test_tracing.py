@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRat
 from opentelemetry.trace import SpanKind, StatusCode
 
 from django_observability import tracing
-from tests.clients import AsyncHTTP, SyncHTTP
+from tests.clients import AsyncHTTP, SyncHTTP, consume
 
 TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -111,6 +111,19 @@ def test_streaming_span_ends_when_the_response_closes(http, spans, path):
     (span,) = server_spans(spans)
     assert span.end_time is not None
     assert span.name == f"GET {path}"
+
+
+@pytest.mark.parametrize("path", ["/stream-fails/", "/async-stream-fails/"])
+def test_streaming_span_marked_when_the_body_fails(http, spans, path):
+    from tests.views import BoomError
+
+    response = http.get(path, consume=False)
+    with pytest.raises(BoomError):
+        consume(response)  # the test client closes the response when iteration ends
+    (span,) = server_spans(spans)
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["error.type"] == "tests.views.BoomError"
+    assert span.attributes["http.response.status_code"] == 200
 
 
 @pytest.mark.django_db

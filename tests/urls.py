@@ -27,6 +27,8 @@ urlpatterns = [
     path("created/", views.created, name="created"),
     path("stream/", views.stream, name="stream"),
     path("async-stream/", views.async_stream, name="async-stream"),
+    path("stream-fails/", views.stream_fails),
+    path("async-stream-fails/", views.async_stream_fails),
     path("file/", views.file, name="file"),
     path("inflight/", views.inflight, name="inflight"),
     path("db/", views.db_view, name="db"),

@@ -54,6 +54,22 @@ async def async_stream(request):
     return StreamingHttpResponse(chunks())
 
 
+def stream_fails(request):
+    def chunks():
+        yield b"first"
+        raise BoomError("generator failed")
+
+    return StreamingHttpResponse(chunks())
+
+
+async def async_stream_fails(request):
+    async def chunks():
+        yield b"first"
+        raise BoomError("generator failed")
+
+    return StreamingHttpResponse(chunks())
+
+
 def file(request):
     return FileResponse(open(__file__, "rb"))
 
