@@ -1,0 +1,58 @@
+"""The benchmark's workers still run and still verify what they measure.
+
+The README's tables come from ``benchmarks/run.py``; each of its workers checks
+that the instrumentation recorded every request (counts, spans, access-log
+lines). A short run of every configuration keeps those checks working as the
+app changes: a worker that finds a missing span or log line exits non-zero.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Configurations that need packages only the dev extras install.
+NEEDS = {
+    "django_prometheus": "django_prometheus",
+    "anchors_full": "django_prometheus",
+}
+SHORT_RUN = ("--requests", "1000", "--warmup", "100", "--renders", "3")
+CONFIGS = (
+    "bare",
+    "django_prometheus",
+    "ours",
+    "anchors_full",
+    "ours_full",
+    "ours_full_10pct",
+    "sdk_span_floor",
+)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_worker_runs_and_verifies(config):
+    if config in NEEDS:
+        pytest.importorskip(NEEDS[config])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DJANGO_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", config, *SHORT_RUN],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["config"] == config
+    assert data["problems"] == []
+    assert data["requests"] >= 1000
+    if config in ("ours_full", "ours_full_10pct", "anchors_full", "sdk_span_floor"):
+        verified = data["verified"]
+        assert verified["requests_sent"] == data["requests"] + 100
+        if config != "ours_full_10pct":
+            assert verified["spans_exported"] == verified["requests_sent"]
