@@ -117,6 +117,7 @@ _NOT_EXTRAS = frozenset(
 
 _MAX_DEPTH = 16  # nesting levels of an extra value we walk; deeper is cut
 _CACHE_SIZE = 4096  # distinct extra keys whose handling we remember
+_PLAN_CACHE_SIZE = 256  # distinct shapes of record (sets of attribute names) with a template
 _MISSING: Any = object()
 
 
@@ -629,9 +630,10 @@ class JsonFormatter(_BaseJsonFormatter):
         except TypeError:  # an unhashable attribute name
             return None
         if plan is _MISSING:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                return None  # more shapes of record than templates kept: the general path
             plan = self._make_plan(state, ids)
-            if len(self._plans) < _CACHE_SIZE:
-                self._plans[key] = plan
+            self._plans[key] = plan
         if plan is None:
             return None
         literals, slots, tail = plan

@@ -343,7 +343,7 @@ class Metrics:
         status: str,
         seconds: float,
         body_bytes: int | None,
-        trace_ids: Callable[[], tuple[str, str] | None] | None = None,
+        trace_ids: Callable[[], tuple[Any, ...] | None] | None = None,
     ) -> None:
         """Record one finished request.
 

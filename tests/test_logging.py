@@ -931,3 +931,14 @@ def test_errors_and_dict_messages_take_the_general_path():
     record = make_record(msg={"message": "hi", "k": 1}, args=())
     assert formatter._planned(record) is None
     assert strict_loads(formatter.format(record))["k"] == 1
+
+
+def test_templates_are_bounded(monkeypatch):
+    monkeypatch.setattr(obs_logging, "_PLAN_CACHE_SIZE", 3)
+    formatter = JsonFormatter()
+    for n in range(10):  # a new shape of record each time
+        record = make_record(**{f"key{n}": n})
+        line = formatter.format(record)
+        assert strict_loads(line)[f"key{n}"] == n
+        assert line == general_line(formatter, record)
+    assert len(formatter._plans) == 3
