@@ -42,6 +42,7 @@ replaced by ``"[REDACTED]"``, at any depth.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import logging
@@ -365,6 +366,28 @@ def _make_encoder(default: Any, ensure_ascii: bool) -> Any:
     return encode
 
 
+# Where _put_ids writes the request, trace and span ids (in _record_ids' order).
+_ID_PATHS = (("http", "request", "id"), ("trace", "id"), ("span", "id"))
+
+# A line's template: texts around the holes, what fills each hole, the closing
+# text, and the extras that other dotted extras nest under.
+_Plan = tuple[tuple[str, ...], tuple[tuple[bool, Any], ...], str, frozenset[Any]]
+
+
+def _plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is made of dicts, lists and plain scalars only."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return kind is not float or value - value == 0
+    if depth >= _MAX_DEPTH:
+        return False
+    if kind is dict:
+        return all(type(key) is str and _plain_json(item, depth + 1) for key, item in value.items())
+    if kind in (list, tuple):
+        return all(_plain_json(item, depth + 1) for item in value)
+    return False
+
+
 def _put_ids(out: dict[str, Any], request_id: Any, trace_id: Any, span_id: Any) -> None:
     if trace_id:
         out["trace"] = {"id": trace_id}
@@ -454,10 +477,17 @@ class JsonFormatter(_BaseJsonFormatter):
             encode_basestring_ascii if self.json_ensure_ascii else encode_basestring
         )
         self._heads: dict[Any, tuple[str, str, dict[str, str]]] = {}
-        self._plans: dict[Any, Any] = {}
+        self._plans: dict[Any, _Plan | None] = {}
         self._encode_holes = json.JSONEncoder(
-            separators=(",", ":"), ensure_ascii=self.json_ensure_ascii, default=_hole_default
+            separators=(",", ":"),
+            ensure_ascii=self.json_ensure_ascii,
+            allow_nan=False,  # NaN is not JSON: no template, the general path writes it as text
+            default=_hole_default,
         ).encode
+        # Templates have the static fields written in: they are made again when
+        # static_fields changes, and not made at all for values that are not
+        # plain JSON (a lazy object's text may change from one record to the next).
+        self._static_seen: Any = _MISSING
         self._encode_plain = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=self.json_ensure_ascii, default=_safe_str
         ).encode
@@ -552,8 +582,10 @@ class JsonFormatter(_BaseJsonFormatter):
                 state["levelname"],
                 state["filename"],
                 state["lineno"],
+                type(state["lineno"]),
                 state["funcName"],
                 state["process"],
+                type(state["process"]),
                 state["threadName"],
             )
             middle = self._heads.get(key)
@@ -621,6 +653,12 @@ class JsonFormatter(_BaseJsonFormatter):
         msg = record.msg
         if isinstance(msg, dict) or record.exc_info or record.exc_text or record.stack_info:
             return None
+        static = self.static_fields
+        if static != self._static_seen:
+            if not _plain_json(static):
+                return None
+            self._plans.clear()
+            self._static_seen = copy.deepcopy(static)
         state = record.__dict__
         record.message = record.getMessage()
         ids = _record_ids(record)
@@ -636,18 +674,20 @@ class JsonFormatter(_BaseJsonFormatter):
             self._plans[key] = plan
         if plan is None:
             return None
-        literals, slots, tail = plan
+        literals, slots, tail, parents = plan
         string = self._encode_string
         parts = [self._head(record)]
         append = parts.append
-        for literal, slot in zip(literals, slots, strict=True):
-            value = ids[slot] if type(slot) is int else state[slot]
+        for literal, (is_id, ref) in zip(literals, slots, strict=True):
+            value = ids[ref] if is_id else state[ref]
             kind = type(value)
             if kind is str:
                 text = string(value)
             elif kind is int:
                 text = int.__repr__(value)
             elif value is None:
+                if ref in parents and not is_id:
+                    return None  # a None parent of a dotted extra is nested over: general path
                 text = "null"
             elif kind is bool:
                 text = "true" if value else "false"
@@ -660,25 +700,42 @@ class JsonFormatter(_BaseJsonFormatter):
         append(tail)
         return "".join(parts)
 
-    def _make_plan(
-        self, state: dict[str, Any], ids: tuple[Any, Any, Any]
-    ) -> tuple[tuple[str, ...], tuple[int | str, ...], str] | None:
-        """(texts before each hole, what fills each hole, text after the last)."""
-        slots: list[int | str] = []
+    def _make_plan(self, state: dict[str, Any], ids: tuple[Any, Any, Any]) -> _Plan | None:
+        """(texts before each hole, what fills each hole, text after the last, parents).
 
-        def stand_in(slot: int | str) -> _Hole:
-            slots.append(slot)
+        A hole is filled from ``(True, n)``: the n-th id, or ``(False, key)``:
+        the record's attribute ``key``. ``parents`` are the keys of extras that
+        other dotted keys nest under: when one is ``None`` the general path
+        nests differently, so it formats that record.
+        """
+        slots: list[tuple[bool, Any]] = []
+        paths: dict[Any, tuple[Any, ...]] = {}
+
+        def stand_in(is_id: bool, ref: Any) -> _Hole:
+            slots.append((is_id, ref))
             return _Hole(len(slots) - 1)
 
         out: dict[str, Any] = {}
-        _put_ids(out, *(stand_in(n) if value else None for n, value in enumerate(ids)))
+        _put_ids(out, *(stand_in(True, n) if value else None for n, value in enumerate(ids)))
+        every = [path for path, value in zip(_ID_PATHS, ids, strict=True) if value]
         holes = {}
         for key in state:
             info = self._keys.get(key, False)
             if info is False:
                 info = self._key(key)
             if info is not None and not info[1]:  # an extra, not redacted
-                holes[key] = stand_in(key)
+                holes[key] = stand_in(False, key)
+                paths[key] = (info[0],) if info[2] is None else (*info[2][0], info[2][1])
+        every.extend(paths.values())
+        for key in self.static_fields or ():
+            info = self._key(key)
+            if info is not None:
+                every.append((info[0],) if info[2] is None else (*info[2][0], info[2][1]))
+        parents = frozenset(
+            key
+            for key, path in paths.items()
+            if any(len(other) > len(path) and other[: len(path)] == path for other in every)
+        )
         sources: list[Any] = [{**state, **holes}]
         if self.static_fields:
             sources.insert(0, self.static_fields)
@@ -686,7 +743,7 @@ class JsonFormatter(_BaseJsonFormatter):
         if not _FIXED_NAMES.isdisjoint(out):
             return None
         if not out:
-            return (), (), "}"
+            return (), (), "}", parents
         try:
             text = self._encode_holes(out)
         except Exception:
@@ -699,7 +756,7 @@ class JsonFormatter(_BaseJsonFormatter):
             return None  # a static value that passes for a hole: no template
         literals = pieces[0::2]
         literals[0] = "," + literals[0][1:]
-        return tuple(literals[:-1]), tuple(slots[n] for n in order), literals[-1]
+        return tuple(literals[:-1]), tuple(slots[n] for n in order), literals[-1], parents
 
     def _fixed(self, record: logging.LogRecord) -> dict[str, Any]:
         """The fields every record has, as a dict (what :meth:`_fast` writes as text)."""

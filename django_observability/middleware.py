@@ -498,6 +498,7 @@ def _access_log(tracked: _Tracked, seconds: float) -> None:
         (tracked.method, path, tracked.status),
         None,
         "_access_log",
+        None,
     )
     record.__dict__.update(extra)
     access_logger.handle(record)
@@ -622,12 +623,21 @@ def _complete_on_close(tracked: _Tracked, response: HttpResponseBase) -> None:
 
 
 def _stream_failed(tracked: _Tracked, exc: Exception) -> None:
+    """The body's generator raised: count it and record the request now.
+
+    Now, not at close: an ASGI server whose response failed does not close it
+    (Django's ASGIHandler closes only responses that were sent in full).
+    """
     try:
         if tracked.done or tracked.exc is not None:
             return
         tracked.exc = exc
         if tracked.metrics is not None and not tracked.excluded:
             tracked.metrics.count_exception(tracked.route, exception_name(exc))
+    except Exception:
+        _fault("request metrics (stream error)")
+    try:
+        tracked.complete()
     except Exception:
         _fault("request metrics (stream error)")
 

@@ -942,3 +942,69 @@ def test_templates_are_bounded(monkeypatch):
         assert strict_loads(line)[f"key{n}"] == n
         assert line == general_line(formatter, record)
     assert len(formatter._plans) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "parent"),
+    [
+        ({"order": None, "order.id": 17}, "order"),
+        ({"a.b": None, "a.b.c": 1}, "a.b"),
+        ({"request_id": "rid", "http": None, "http.x": 1}, "http"),
+        ({"order.id": 17, "order": None}, "order"),
+    ],
+)
+def test_a_none_parent_of_dotted_extras_nests_as_the_general_path_does(extra, parent):
+    formatter = JsonFormatter()
+    for value in ("x", None, "y", None):  # the template is made while the parent is set
+        record = make_record(**{**extra, parent: value})
+        assert formatter.format(record) == general_line(formatter, record)
+
+
+def test_attributes_named_by_ints_are_not_taken_for_ids():
+    formatter = JsonFormatter()
+    for _ in range(2):
+        record = make_record(request_id="req-42")
+        record.__dict__.update({0: "zero", 1: "one", 5: "five"})
+        line = formatter.format(record)
+        assert line == general_line(formatter, record)
+        data = strict_loads(line)
+        assert (data["0"], data["1"], data["5"]) == ("zero", "one", "five")
+        assert data["http"] == {"request": {"id": "req-42"}}
+
+
+def test_non_finite_static_fields_still_give_json():
+    formatter = JsonFormatter(static_fields={"x": float("nan"), "y": float("inf")})
+    record = make_record(a=1)
+    data = strict_loads(formatter.format(record))
+    assert (data["x"], data["y"], data["a"]) == ("nan", "inf", 1)
+
+
+def test_static_fields_changed_or_lazy_are_read_again():
+    class Build:
+        n = 0
+
+        def __str__(self):
+            Build.n += 1
+            return f"v{Build.n}"
+
+    formatter = JsonFormatter(static_fields={"build": Build()})
+    seen = {strict_loads(formatter.format(make_record(a=1)))["build"] for _ in range(3)}
+    assert len(seen) == 3  # written from the object each time, as the general path does
+
+    formatter = JsonFormatter(static_fields={"team": "shop"})
+    assert "later" not in strict_loads(formatter.format(make_record(a=1)))
+    formatter.static_fields["later"] = "added"
+    record = make_record(a=2)
+    line = formatter.format(record)
+    assert strict_loads(line)["later"] == "added"
+    assert line == general_line(formatter, record)
+
+
+def test_fixed_fields_of_other_types_are_not_mixed_up():
+    formatter = JsonFormatter()
+    odd = make_record()
+    odd.lineno = True
+    formatter.format(odd)
+    record = make_record()
+    assert strict_loads(formatter.format(record))["log"]["origin"]["file"]["line"] == 7
+    assert type(strict_loads(formatter.format(record))["log"]["origin"]["file"]["line"]) is int

@@ -369,3 +369,53 @@ def test_existing_provider_is_kept():
     )
     assert result.returncode == 0, result.stderr
     assert '"name": "GET' not in result.stdout  # our console exporter was not installed
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
+@pytest.mark.parametrize("path", ["/stream-fails/", "/async-stream-fails/"])
+def test_streaming_failure_under_asgi_is_recorded_though_never_closed(spans, samples, path):
+    # Django's ASGIHandler does not close a response whose body raised: the
+    # request is recorded when the generator fails, not at close.
+    import asyncio
+
+    from django.core.asgi import get_asgi_application
+
+    from tests.views import BoomError
+
+    app = get_asgi_application()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # the client never goes away
+
+    async def send(message):
+        sent.append(message)
+
+    with pytest.raises(BoomError):
+        asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    assert (
+        samples.value("http_server_exceptions_total", route=path, exception="tests.views.BoomError")
+        == 1
+    )
+    assert samples.count(path) == 1
+    assert samples.value("http_server_active_requests", method="GET") == 0
+    (span,) = server_spans(spans)
+    assert span.status.status_code == StatusCode.ERROR
