@@ -405,9 +405,6 @@ class _Hole:
     def __init__(self, number: int) -> None:
         self.number = number
 
-    def __bool__(self) -> bool:
-        return True
-
 
 # A hole as a template's JSON text has it (control characters are always
 # escaped), with a random mark so that no logged text can pass for one.
