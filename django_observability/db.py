@@ -23,7 +23,7 @@ from django.db.backends.signals import connection_created
 from django_observability.conf import valid_or_default
 from django_observability.metrics import exception_name, get_metrics
 from django_observability.request_id import _request
-from django_observability.tracing import get_tracer, set_error
+from django_observability.tracing import get_tracer, set_error, spans_suppressed
 
 logger = logging.getLogger("django_observability")
 
@@ -67,7 +67,7 @@ class QueryObserver:
         span = None
         if _spans_enabled():
             tracer = get_tracer()
-            if tracer is not None:
+            if tracer is not None and not spans_suppressed():
                 span = self._start_span(tracer, op, sql)
         start = _perf_counter()
         try:

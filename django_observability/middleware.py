@@ -43,7 +43,7 @@ from django_observability.metrics import (
     method_label,
     route_label,
 )
-from django_observability.tracing import get_tracer, set_error
+from django_observability.tracing import end_suppression, get_tracer, set_error, suppress_spans
 
 logger = logging.getLogger("django_observability")
 
@@ -61,6 +61,7 @@ class _Config:
     __slots__ = (
         "access_log",
         "exclude_prefixes",
+        "exempt_paths",
         "extract_always",
         "header",
         "meta_key",
@@ -78,6 +79,8 @@ class _Config:
         own = _own_paths()
         # The app's own endpoints: no metrics, no span, no access log line.
         self.own_paths = frozenset(own)
+        # Paths that an @observability_exempt view answered (learned, bounded).
+        self.exempt_paths: set[str] = set()
         self.probes: dict[str, str] = (
             {path: kind for path, kind in own.items() if kind in ("live", "ready")}
             if valid_or_default("HEALTH_PROBES_IN_MIDDLEWARE", True)
@@ -180,6 +183,7 @@ class _Tracked:
         "method",
         "metrics",
         "owns_span",
+        "presumed_exempt",
         "queries",
         "request",
         "route",
@@ -205,6 +209,7 @@ class _Tracked:
         self.span: Any = None
         self.ids: tuple[str, str, bool] | bool | None = False  # False: not read yet
         self.owns_span = False
+        self.presumed_exempt = False
         self.log = False
         self.queries: list[float] = [0, 0.0]
         self.start = _perf_counter()
@@ -255,6 +260,10 @@ class _Tracked:
                 _fault("request span")
         if not self.excluded:
             self._record(seconds, span)
+            if self.presumed_exempt:
+                # The exempt view did not answer this time (another URLconf, or
+                # a middleware answered first): the path gets spans again.
+                _forget_exempt(self.request)
         # Nothing reads them past this point: let the span and the request go
         # when the request does, without waiting for the cycle collector.
         self.span = None
@@ -305,6 +314,8 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
         if path in config.own_paths or (
             config.exclude_prefixes and path.startswith(config.exclude_prefixes)
         ):
+            # No span, and none from what serves the request (its queries).
+            tokens[2] = suppress_spans()
             return tokens, None
         tracked = _Tracked(request, get_metrics(), method_label(request.method))
         setattr(request, _STATE, tracked)
@@ -312,9 +323,15 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
         _fault("request metrics (start)")
         return tokens, None
     try:
-        tracer = get_tracer()
-        if tracer is not None:
-            _start_span(request, tracer, tracked, config, rid, tokens)
+        if path in config.exempt_paths:
+            # An @observability_exempt view answered this path before: no span.
+            # Its decorator still decides about metrics and the access log.
+            tracked.presumed_exempt = True
+            tokens[2] = suppress_spans()
+        else:
+            tracer = get_tracer()
+            if tracer is not None:
+                _start_span(request, tracer, tracked, config, rid, tokens)
         tracked.log = config.access_log and access_logger.isEnabledFor(logging.INFO)
     except Exception:
         _fault("request span (start)")
@@ -752,35 +769,72 @@ def _reset(tokens: list[Any] | None) -> None:
         _fault("context reset")
 
 
+# How many paths of @observability_exempt views the middleware remembers.
+EXEMPT_PATHS_CAP = 1024
+
+
+def _learn_exempt(request: Any) -> None:
+    """Remember that an exempt view answers this path: its next requests get no span."""
+    if getattr(request, "urlconf", None) is not None:
+        return  # routed by a URLconf of its own (per host...): not ours to generalise
+    paths = (_config or _get_config()).exempt_paths
+    if len(paths) < EXEMPT_PATHS_CAP:
+        paths.add(request.path_info)
+
+
+def _forget_exempt(request: Any) -> None:
+    try:
+        (_config or _get_config()).exempt_paths.discard(request.path_info)
+    except Exception:
+        _fault("exempt paths")
+
+
+def _exempt(request: Any) -> Any:
+    """An exempt view is about to run: leave its request out; the suppression token."""
+    try:
+        tracked = getattr(request, _STATE, None)
+        if tracked is not None:
+            tracked.exclude()
+            _learn_exempt(request)
+        return suppress_spans()
+    except Exception:
+        _fault("exempt view")
+        return None
+
+
 _View = TypeVar("_View", bound=Callable[..., Any])
 
 
 def observability_exempt(view: _View) -> _View:
-    """Leave requests served by ``view`` out of the request metrics.
+    """Leave requests served by ``view`` out of the metrics, the spans and the access log.
 
     The app's own endpoints (``/metrics``, health) carry it; use it on your
-    own views the same way. Works for sync and async views.
+    own views the same way. Works for sync and async views. The view's own
+    queries and ``trace_operation`` blocks make no spans either. The first
+    request to each path may still get a server span (it starts before
+    routing); the middleware then remembers the path (up to
+    ``EXEMPT_PATHS_CAP`` paths) and makes none for it again.
     """
-
-    def exclude(request: Any) -> None:
-        tracked = getattr(request, _STATE, None)
-        if tracked is not None:
-            tracked.exclude()
-
     if iscoroutinefunction(view):
 
         @functools.wraps(view)
         async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
-            exclude(request)
-            return await view(request, *args, **kwargs)
+            token = _exempt(request)
+            try:
+                return await view(request, *args, **kwargs)
+            finally:
+                end_suppression(token)
 
         wrapper: Callable[..., Any] = async_wrapper
     else:
 
         @functools.wraps(view)
         def sync_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
-            exclude(request)
-            return view(request, *args, **kwargs)
+            token = _exempt(request)
+            try:
+                return view(request, *args, **kwargs)
+            finally:
+                end_suppression(token)
 
         wrapper = sync_wrapper
     wrapper.observability_exempt = True  # type: ignore[attr-defined]

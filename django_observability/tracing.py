@@ -31,10 +31,12 @@ from django_observability.conf import conf, valid_or_default
 logger = logging.getLogger("django_observability.tracing")
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.trace import ProxyTracerProvider, SpanKind, Status, StatusCode
 except ImportError:  # pragma: no cover - the dependency is declared
     trace = None  # type: ignore[assignment]
+    otel_context = None  # type: ignore[assignment]
 
 INSTRUMENTATION_NAME = "django_observability"
 SEMCONV_SCHEMA_URL = "https://opentelemetry.io/schemas/1.33.0"
@@ -319,6 +321,48 @@ def get_tracer() -> Any:
     return tracer
 
 
+# OpenTelemetry's "suppress_instrumentation" context key: instrumentations make no
+# span while it is set (the SDK's batch processor sets it while it exports, and
+# opentelemetry-instrumentation's suppress_instrumentation() sets it).
+_SUPPRESS_KEY: Any = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+
+
+def spans_suppressed() -> bool:
+    """Whether the current context asks instrumentation to make no spans.
+
+    Set for requests that make no span (the app's own endpoints,
+    ``OBSERVABILITY_EXCLUDE_PATHS``, ``@observability_exempt`` views) and for
+    health checks, so their database queries and :func:`trace_operation`
+    blocks do not start traces of their own.
+    """
+    if _SUPPRESS_KEY is None:
+        return False
+    return bool(otel_context.get_value(_SUPPRESS_KEY))
+
+
+def suppress_spans() -> Any:
+    """Set the suppression key in the current context; the token to ``detach``, or ``None``."""
+    if _SUPPRESS_KEY is None:
+        return None
+    return otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
+
+
+def end_suppression(token: Any) -> None:
+    """Undo :func:`suppress_spans`."""
+    if token is not None:
+        otel_context.detach(token)
+
+
+@contextlib.contextmanager
+def no_spans() -> Iterator[None]:
+    """``with no_spans():`` instrumentation makes no spans inside the block."""
+    token = suppress_spans()
+    try:
+        yield
+    finally:
+        end_suppression(token)
+
+
 def current_ids() -> tuple[str, str] | None:
     """(trace id, span id) of the current span as hex, if it is valid."""
     if trace is None:
@@ -334,10 +378,12 @@ def trace_operation(name: str, **attributes: Any) -> Iterator[Any]:
     """A span around a block of code; exceptions are recorded and re-raised.
 
     ``with trace_operation("charge card", **{"payment.provider": "acme"}):``
-    Without a tracer provider it does nothing (and yields ``None``).
+    Without a tracer provider it does nothing (and yields ``None``); nor in
+    requests that make no span (excluded paths, ``@observability_exempt``
+    views) or in health checks.
     """
     tracer = get_tracer()
-    if tracer is None:
+    if tracer is None or spans_suppressed():
         yield None
         return
     with tracer.start_as_current_span(

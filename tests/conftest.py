@@ -6,10 +6,17 @@ from django_observability.metrics import reset_metrics
 
 @pytest.fixture(autouse=True)
 def fresh_metrics():
-    """Every test starts from new instruments (zero counts)."""
+    """Every test starts from new instruments (zero counts) and a fresh middleware config.
+
+    The config holds what the middleware learned (paths of exempt views).
+    """
+    from django_observability.middleware import reset_config
+
     reset_metrics()
+    reset_config()
     yield
     reset_metrics()
+    reset_config()
 
 
 class Samples:

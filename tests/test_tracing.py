@@ -97,12 +97,62 @@ def test_odd_method(http, spans):
     assert span.name == "_OTHER /created/"
 
 
+@pytest.mark.django_db
 def test_excluded_requests_have_no_span(http, spans):
     http.get("/metrics", headers=TOKEN)
     http.get("/health/live/")
-    with override_settings(OBSERVABILITY_EXCLUDE_PATHS=["/api/"]):
+    with override_settings(OBSERVABILITY_EXCLUDE_PATHS=["/api/", "/db/"]):
         http.get("/api/v1/items/1/")
-    assert server_spans(spans) == []
+        if http.mode == "sync":
+            assert http.get("/db/").status_code == 200  # queries: no DB spans either
+    assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.django_db
+def test_health_checks_make_no_spans(http, spans):
+    """A probe's database check would otherwise start a one-query trace each time."""
+    assert http.get("/health/ready/").status_code == 200
+    assert http.get("/health/", headers=TOKEN).status_code == 200
+    assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.django_db
+def test_exempt_views_make_no_spans(http, spans, samples):
+    path = "/exempt-work/" if http.mode == "sync" else "/async-exempt-work/"
+    first = http.get(path)
+    assert first.body.decode().endswith("True")  # trace_operation made no span
+    # The first request to the path began its server span before routing: only that.
+    assert [s.kind for s in spans.get_finished_spans()] == [SpanKind.SERVER]
+    spans.clear()
+    http.get(path)
+    http.get(path)
+    assert spans.get_finished_spans() == ()  # the path is known now: nothing at all
+    assert samples.total("http_server_request_duration_seconds_count") == 0
+    # Other paths are traced as before.
+    http.get("/api/v1/items/3/")
+    assert [s.name for s in server_spans(spans)] == ["GET /api/v1/items/<int:pk>/"]
+
+
+def test_a_path_presumed_exempt_is_traced_again_when_its_view_is_not(http, spans, samples):
+    """If a path learned as exempt is answered by a view that is not, it is forgotten."""
+    from django_observability.middleware import _get_config
+
+    _get_config().exempt_paths.add("/api/v1/items/5/")
+    http.get("/api/v1/items/5/")
+    assert server_spans(spans) == []  # presumed exempt: no span this once...
+    assert samples.count("/api/v1/items/<int:pk>/") == 1  # ...but measured, not lost
+    assert "/api/v1/items/5/" not in _get_config().exempt_paths
+    http.get("/api/v1/items/5/")
+    assert len(server_spans(spans)) == 1
+
+
+def test_exempt_paths_are_bounded(http, spans, monkeypatch):
+    from django_observability import middleware
+
+    monkeypatch.setattr(middleware, "EXEMPT_PATHS_CAP", 1)
+    http.get("/exempt/")
+    http.get("/async-exempt/")
+    assert middleware._get_config().exempt_paths == {"/exempt/"}
 
 
 @pytest.mark.parametrize("path", ["/stream/", "/async-stream/"])

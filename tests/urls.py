@@ -46,6 +46,8 @@ urlpatterns = [
     path("numbered/<int:n>/", views.raise_numbered, name="numbered"),
     path("exempt/", observability_exempt(views.exempt), name="exempt"),
     path("async-exempt/", observability_exempt(views.async_exempt), name="async-exempt"),
+    path("exempt-work/", observability_exempt(views.exempt_work)),
+    path("async-exempt-work/", observability_exempt(views.async_exempt_work)),
     re_path(r"^legacy/(?P<code>[a-z]+)\Z", views.ok, name="legacy"),
     path("", include("django_observability.urls")),
 ]

@@ -109,6 +109,25 @@ async def async_exempt(request):
     return HttpResponse("async exempt")
 
 
+def exempt_work(request):
+    """An exempt view that queries and traces a block: none of it may make a span."""
+    from django.contrib.auth.models import Group
+
+    from django_observability.tracing import trace_operation
+
+    with trace_operation("exempt work") as span:
+        count = Group.objects.count()
+    return HttpResponse(f"{count} {span is None}")
+
+
+async def async_exempt_work(request):
+    from django_observability.tracing import trace_operation
+
+    with trace_operation("exempt work") as span:
+        await asyncio.sleep(0)
+    return HttpResponse(f"async {span is None}")
+
+
 def db_view(request):
     from django.contrib.auth.models import Group
 

@@ -45,6 +45,7 @@ from django_observability.health.base import (
     to_components,
 )
 from django_observability.metrics import get_metrics
+from django_observability.tracing import end_suppression, suppress_spans
 
 logger = logging.getLogger("django_observability.health")
 
@@ -86,6 +87,9 @@ def run_check(spec: CheckSpec) -> CheckResult:
     check = spec.check
     error: BaseException | None = None
     start = time.perf_counter()
+    # A check's queries and calls make no spans: a probe every few seconds
+    # would otherwise start a trace of its own each time.
+    no_spans = suppress_spans()
     try:
         if is_async(check):
             returned = asyncio.run(asyncio.wait_for(check.run(), spec.timeout))
@@ -114,6 +118,7 @@ def run_check(spec: CheckSpec) -> CheckResult:
             connections.close_all()
         except Exception:
             logger.debug("closing database connections after a check failed", exc_info=True)
+        end_suppression(no_spans)
     duration = time.perf_counter() - start
     if duration > spec.timeout:
         return CheckResult(spec.name, timed_out(spec).components, duration)
