@@ -26,6 +26,7 @@ A reference configuration, not a stack a team would run:
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,10 @@ TRACED_CONFIGS = (*FULL_CONFIGS, SPAN_FLOOR)
 SAMPLE_RATIOS = {"anchors_full": 1.0, "ours_full": 1.0, "ours_full_10pct": 0.1, SPAN_FLOOR: 1.0}
 # The BatchSpanProcessor's queue, for every stack alike (see make_provider).
 SPAN_QUEUE_SIZE = 65_536
+# "batch" (what is measured against the target) or "simple": a diagnostic that
+# exports each span on the request thread, leaving no export thread (see make_provider).
+SPAN_PROCESSORS = ("batch", "simple")
+SPAN_PROCESSOR_ENV = "BENCH_SPAN_PROCESSOR"
 # sdk_span_floor's provider, set by install_tracing before Django loads the middleware.
 _floor_provider: Any = None
 # The worker points this at a file in a fresh temporary directory before Django starts.
@@ -159,10 +164,18 @@ class DiscardingExporter(SpanExporter):
 
 
 def make_provider(ratio: float, exporter: DiscardingExporter) -> Any:
-    """An SDK TracerProvider sampling ``ratio`` of new traces, batching into ``exporter``."""
+    """An SDK TracerProvider sampling ``ratio`` of new traces, batching into ``exporter``.
+
+    With ``BENCH_SPAN_PROCESSOR=simple`` (``run.py --span-processor simple``)
+    the provider gets a ``SimpleSpanProcessor`` instead: each span goes to the
+    exporter when it ends, on the request thread, and there is no export
+    thread. A diagnostic, the same for every stack: it shows what the batch
+    processor's export thread costs the request loop (on a machine with more
+    than one core the spans it frees were made on another core).
+    """
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
     root = ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio)
@@ -180,7 +193,13 @@ def make_provider(ratio: float, exporter: DiscardingExporter) -> Any:
     # "Queue full, dropping Span" and the worker's one-span-per-request check
     # fails; a dropped span also skips its export, which would flatter whichever
     # run drops most. The same queue for every stack keeps the comparison fair.
-    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE_SIZE))
+    kind = os.environ.get(SPAN_PROCESSOR_ENV) or "batch"
+    if kind not in SPAN_PROCESSORS:
+        raise RuntimeError(f"{SPAN_PROCESSOR_ENV} must be one of {SPAN_PROCESSORS}, not {kind!r}")
+    if kind == "simple":
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE_SIZE))
     return provider
 
 

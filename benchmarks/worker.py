@@ -206,6 +206,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--renders", type=int, default=200)
+    parser.add_argument(
+        "--span-processor",
+        choices=("batch", "simple"),
+        default="batch",
+        help="the traced configurations' span processor (simple: a diagnostic, see stacks.py)",
+    )
     args = parser.parse_args()
 
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -216,7 +222,9 @@ def main() -> int:
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         del os.environ[name]
 
-    from benchmarks.stacks import FULL_CONFIGS, LOG_FILE_ENV, TRACED_CONFIGS
+    from benchmarks.stacks import FULL_CONFIGS, LOG_FILE_ENV, SPAN_PROCESSOR_ENV, TRACED_CONFIGS
+
+    os.environ[SPAN_PROCESSOR_ENV] = args.span_processor
 
     traced = args.config in TRACED_CONFIGS
     log_file = None
@@ -281,6 +289,8 @@ def main() -> int:
         "us_per_request_min_block": min(block_us),
         "us_per_request_mean": statistics.fmean(block_us),
     }
+    if traced:
+        result["span_processor"] = args.span_processor
 
     if traced:
         try:
