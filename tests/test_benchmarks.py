@@ -33,13 +33,17 @@ CONFIGS = (
 )
 
 
-@pytest.mark.parametrize("config", CONFIGS)
-def test_worker_runs_and_verifies(config):
+RUNS = [(config, "batch") for config in CONFIGS] + [("ours_full", "simple")]
+
+
+@pytest.mark.parametrize(("config", "processor"), RUNS)
+def test_worker_runs_and_verifies(config, processor):
     if config in NEEDS:
         pytest.importorskip(NEEDS[config])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DJANGO_"))}
+    options = [*SHORT_RUN, f"--span-processor={processor}"]
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker", config, *SHORT_RUN],
+        [sys.executable, "-m", "benchmarks.worker", config, *options],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -53,6 +57,7 @@ def test_worker_runs_and_verifies(config):
     assert data["requests"] >= 1000
     if config in ("ours_full", "ours_full_10pct", "anchors_full", "sdk_span_floor"):
         verified = data["verified"]
+        assert data["span_processor"] == processor
         assert verified["requests_sent"] == data["requests"] + 100
         if config != "ours_full_10pct":
             assert verified["spans_exported"] == verified["requests_sent"]
