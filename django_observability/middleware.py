@@ -769,17 +769,21 @@ def _reset(tokens: list[Any] | None) -> None:
         _fault("context reset")
 
 
-# How many paths of @observability_exempt views the middleware remembers.
+# How many paths of @observability_exempt views the middleware remembers, and
+# the longest it remembers (an exempt view with a <path:...> converter must not
+# let clients fill memory with long unique paths).
 EXEMPT_PATHS_CAP = 1024
+EXEMPT_PATH_MAX_LENGTH = 256
 
 
 def _learn_exempt(request: Any) -> None:
     """Remember that an exempt view answers this path: its next requests get no span."""
     if getattr(request, "urlconf", None) is not None:
         return  # routed by a URLconf of its own (per host...): not ours to generalise
+    path = request.path_info
     paths = (_config or _get_config()).exempt_paths
-    if len(paths) < EXEMPT_PATHS_CAP:
-        paths.add(request.path_info)
+    if len(path) <= EXEMPT_PATH_MAX_LENGTH and len(paths) < EXEMPT_PATHS_CAP:
+        paths.add(path)
 
 
 def _forget_exempt(request: Any) -> None:

@@ -146,13 +146,19 @@ def test_a_path_presumed_exempt_is_traced_again_when_its_view_is_not(http, spans
     assert len(server_spans(spans)) == 1
 
 
-def test_exempt_paths_are_bounded(http, spans, monkeypatch):
+@pytest.mark.django_db
+def test_exempt_paths_are_bounded(http, spans, samples, monkeypatch):
     from django_observability import middleware
 
     monkeypatch.setattr(middleware, "EXEMPT_PATHS_CAP", 1)
+    monkeypatch.setattr(middleware, "EXEMPT_PATH_MAX_LENGTH", len("/exempt-work/") - 1)
+    http.get("/exempt-work/")  # too long to remember
     http.get("/exempt/")
-    http.get("/async-exempt/")
+    http.get("/async-exempt/")  # the set is full
     assert middleware._get_config().exempt_paths == {"/exempt/"}
+    # Not remembered: still left out of the metrics, still no spans inside.
+    assert [s.kind for s in spans.get_finished_spans()] == [SpanKind.SERVER] * 3
+    assert samples.total("http_server_request_duration_seconds_count") == 0
 
 
 @pytest.mark.parametrize("path", ["/stream/", "/async-stream/"])
