@@ -9,7 +9,8 @@ in a real Prometheus.
   their ``service.instance.id``, matched to the ``pid`` each response
   reports through ``http.request.id`` = ``X-Request-ID``), with the HTTP
   semantic-convention attributes, their DB spans as children, an incoming
-  ``traceparent`` continued, a 500 marked as an error; first by the batch
+  ``traceparent`` continued, a 500 marked as an error, no span from a
+  readiness probe's database checks; first by the batch
   processor's schedule while the server runs, then by the flush at exit.
   With ``--preload`` the master exports a span of its own before it forks
   (exporter made, connection or gRPC channel open): the hard case.
@@ -342,6 +343,10 @@ def test_spans_from_every_gunicorn_worker(
         since = collector.mark()
 
         # 1. While the server runs: the batch processor's schedule exports them.
+        # A readiness probe first: its database and migrations checks query the
+        # database, and must not start traces of their own.
+        probe = get(server.url, "/health/ready/")
+        assert probe.status == 200, server.log_tail()
         stats = from_every_worker(server.url, workers=2)
         header, parent_trace, parent_span = traceparent()
         continued = get(server.url, "/api/v1/items/1/", {"traceparent": header})
@@ -398,6 +403,11 @@ def test_spans_from_every_gunicorn_worker(
         ours = {s.request_id for s in sent}
         servers = [s for s in spans if s.kind == SERVER and s.attributes.get("server.port") == port]
         assert {str(s.attributes.get("http.request.id")) for s in servers} == ours
+        # Every query span belongs to one of those requests: none from the probe
+        # (each worker exports in order, so its probe's spans would be here by now).
+        server_ids = {s.span_id for s in servers}
+        orphans = [s for s in spans if s.kind == CLIENT and s.parent_id not in server_ids]
+        assert not orphans, [(s.name, s.attributes.get("db.query.text")) for s in orphans]
 
         # 2. Spans still queued when the server stops are flushed at exit (the
         # workers stop within a second of the last request, mostly before
