@@ -29,6 +29,7 @@ from typing import Any
 
 import django
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.utils import floatToGoString
 
 from django_observability import __version__
 from django_observability.conf import (
@@ -37,6 +38,7 @@ from django_observability.conf import (
     conf,
     valid_or_default,
 )
+from django_observability.exemplars import SharedExemplars
 
 logger = logging.getLogger("django_observability")
 
@@ -314,13 +316,20 @@ class Metrics:
         self.security_type_label = CappedLabel(
             _full_name(namespace, "security_type"), label_cap, shared_dir
         )
-        # prometheus_client keeps no exemplars in multiprocess mode.
-        self.exemplars = not getattr(values.ValueClass, "_multiprocess", False)
         # Upper bounds of the duration buckets, as the histogram has them (with +Inf).
         bounds = sorted(float(bound) for bound in latency_buckets)
         if not bounds or bounds[-1] != math.inf:
             bounds.append(math.inf)
         self._duration_bounds = bounds
+        # ... and as their le label reads.
+        self._duration_les = [floatToGoString(bound) for bound in bounds]
+        # prometheus_client keeps no exemplars in multiprocess mode: there each
+        # process keeps its own and /metrics merges them (exemplars.py).
+        self._shared_exemplars: SharedExemplars | None = None
+        multiprocess = getattr(values.ValueClass, "_multiprocess", False)
+        if multiprocess and shared_dir is not None:
+            self._shared_exemplars = SharedExemplars(shared_dir, self.duration._name)
+        self.exemplars = not multiprocess or self._shared_exemplars is not None
         # Per duration series: when each bucket may take its next exemplar.
         self._exemplar_due: dict[tuple[str, str, str], list[float]] = {}
         self._db_children: dict[tuple[str, str], Any] = {}
@@ -366,7 +375,13 @@ class Metrics:
             ids = trace_ids() if now >= due[bucket] else None
             if ids is not None:
                 due[bucket] = now + EXEMPLAR_INTERVAL
-                child.observe(seconds, {"trace_id": ids[0], "span_id": ids[1]})
+                shared = self._shared_exemplars
+                if shared is None:
+                    child.observe(seconds, {"trace_id": ids[0], "span_id": ids[1]})
+                else:
+                    child.observe(seconds)
+                    le = self._duration_les[bucket]
+                    shared.record(key, le, ids[0], ids[1], seconds, now)
             else:
                 child.observe(seconds)
         else:
@@ -428,8 +443,15 @@ class Metrics:
         self.health_duration.labels(check).set(seconds)
 
     def update_process(self, force: bool = False) -> None:
-        """Refresh the per-process gauges (at most every few seconds unless forced)."""
+        """Refresh the per-process gauges (at most every few seconds unless forced).
+
+        In multiprocess mode, also writes exemplars still waiting for their
+        process's next write.
+        """
         now = _monotonic()
+        shared = self._shared_exemplars
+        if shared is not None and shared.dirty and (force or now >= shared.write_due):
+            shared.write(now)
         if not force and now < self._process_next_update:
             return
         self._process_next_update = now + PROCESS_UPDATE_SECONDS

@@ -14,6 +14,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from django_observability.access import Access, check_access, refusal
+from django_observability.exemplars import MultiProcessWithExemplars
 from django_observability.exposition import fast_encoder
 from django_observability.metrics import get_metrics
 from django_observability.middleware import observability_exempt
@@ -30,14 +31,20 @@ def metrics_registry() -> CollectorRegistry:
     """What ``/metrics`` serves.
 
     In Prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) a fresh
-    registry that aggregates every worker's files; otherwise the default
+    registry that aggregates every worker's files (and their exemplars, see
+    ``exemplars.py``); otherwise the default
     registry, so metrics of other libraries (django-prometheus's database and
     cache backends, for instance) appear too.
     """
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)
+        instruments = get_metrics()
+        if instruments is not None and instruments.exemplars:
+            # The workers' exemplars, merged onto the aggregated buckets.
+            registry.register(MultiProcessWithExemplars(path, instruments.duration._name))
+        else:
+            MultiProcessCollector(registry, path=path)
         return registry
     return REGISTRY
 

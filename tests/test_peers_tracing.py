@@ -543,11 +543,17 @@ def exemplars_by_route(data: list[dict[str, Any]]) -> dict[str, list[dict[str, s
     return out
 
 
+@pytest.mark.parametrize("server_kind", ["uvicorn", "gunicorn"])
 def test_exemplars_in_prometheus_are_traces_the_collector_got(
-    collector: Collector, example_db: Path, tmp_path: Path
+    server_kind: str, collector: Collector, example_db: Path, tmp_path: Path
 ) -> None:
+    """uvicorn: one process; gunicorn: two workers in multiprocess mode, whose
+    exemplars /metrics merges from each worker's file."""
     env = tracing_env(example_db, collector, "http/protobuf", via_setting=True)
-    app = make_uvicorn("uvicorn", tmp_path, env)
+    if server_kind == "uvicorn":
+        app = make_uvicorn("uvicorn", tmp_path, env)
+    else:
+        app = make_gunicorn("gunicorn", tmp_path, env, workers=2)
     prometheus: Server | None = None
     try:
         app.start()
@@ -595,6 +601,9 @@ def test_exemplars_in_prometheus_are_traces_the_collector_got(
                 checked += 1
         assert checked >= len(routes)
 
+        if server_kind == "gunicorn":
+            assert len({s.pid for s in sent if s.pid}) == 2, "one worker served everything"
+            return
         # Under ASGI too, each query's span is a child of its request's span,
         # for the sync view (run in a thread) and the async one.
         for s in sent:
