@@ -380,8 +380,7 @@ class Metrics:
                     child.observe(seconds, {"trace_id": ids[0], "span_id": ids[1]})
                 else:
                     child.observe(seconds)
-                    le = self._duration_les[bucket]
-                    shared.record(key, le, ids[0], ids[1], seconds, now)
+                    shared.record(key, self._duration_les[bucket], ids[0], ids[1], seconds)
             else:
                 child.observe(seconds)
         else:
@@ -443,15 +442,8 @@ class Metrics:
         self.health_duration.labels(check).set(seconds)
 
     def update_process(self, force: bool = False) -> None:
-        """Refresh the per-process gauges (at most every few seconds unless forced).
-
-        In multiprocess mode, also writes exemplars still waiting for their
-        process's next write.
-        """
+        """Refresh the per-process gauges (at most every few seconds unless forced)."""
         now = _monotonic()
-        shared = self._shared_exemplars
-        if shared is not None and shared.dirty and (force or now >= shared.write_due):
-            shared.write(now)
         if not force and now < self._process_next_update:
             return
         self._process_next_update = now + PROCESS_UPDATE_SECONDS

@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -316,6 +316,7 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
         ):
             # No span, and none from what serves the request (its queries).
             tokens[2] = suppress_spans()
+            request.__dict__[_SUPPRESSED] = True
             return tokens, None
         tracked = _Tracked(request, get_metrics(), method_label(request.method))
         setattr(request, _STATE, tracked)
@@ -328,6 +329,7 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
             # Its decorator still decides about metrics and the access log.
             tracked.presumed_exempt = True
             tokens[2] = suppress_spans()
+            request.__dict__[_SUPPRESSED] = True
         else:
             tracer = get_tracer()
             if tracer is not None:
@@ -555,6 +557,8 @@ def _end(
             response.headers.setdefault(config.header, rid)
     except Exception:
         _fault("request id header")
+    if response.streaming and request.__dict__.get(_SUPPRESSED):
+        _suppress_stream(response)
     if tracked is None or tracked.done:
         return
     try:
@@ -637,6 +641,52 @@ def _complete_on_close(tracked: _Tracked, response: HttpResponseBase) -> None:
                 _fault("request metrics (stream close)")
 
     response.close = close_and_record  # type: ignore[method-assign]
+
+
+_SUPPRESSED = "_observability_no_spans"
+
+
+def _suppress_stream(response: HttpResponseBase) -> None:
+    """Run each step of a streamed body with spans suppressed (excluded, exempt requests).
+
+    A FileResponse of known length is left alone (sendfile; files make no spans).
+    """
+    try:
+        if getattr(response, "file_to_stream", None) is not None:
+            return
+        content = response.streaming_content  # type: ignore[attr-defined]
+        if getattr(response, "is_async", False):
+            response.streaming_content = _no_spans_async(content)  # type: ignore[attr-defined]
+        else:
+            response.streaming_content = _no_spans_sync(content)  # type: ignore[attr-defined]
+    except Exception:
+        _fault("streamed body (no spans)")
+
+
+def _no_spans_sync(content: Iterable[bytes]) -> Iterator[bytes]:
+    iterator = iter(content)
+    while True:
+        token = suppress_spans()
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            end_suppression(token)
+        yield chunk
+
+
+async def _no_spans_async(content: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    iterator = aiter(content)
+    while True:
+        token = suppress_spans()
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        finally:
+            end_suppression(token)
+        yield chunk
 
 
 def _stream_failed(tracked: _Tracked, exc: Exception) -> None:
@@ -777,9 +827,17 @@ EXEMPT_PATH_MAX_LENGTH = 256
 
 
 def _learn_exempt(request: Any) -> None:
-    """Remember that an exempt view answers this path: its next requests get no span."""
+    """Remember that an exempt view answers this path: its next requests get no span.
+
+    Only for a route without converters or groups (``health/``, not
+    ``ping/<int:n>/``): the paths remembered are then the project's own, and
+    clients cannot fill the set.
+    """
     if getattr(request, "urlconf", None) is not None:
         return  # routed by a URLconf of its own (per host...): not ours to generalise
+    match = getattr(request, "resolver_match", None)
+    if match is None or match.args or getattr(match, "captured_kwargs", match.kwargs):
+        return
     path = request.path_info
     paths = (_config or _get_config()).exempt_paths
     if len(path) <= EXEMPT_PATH_MAX_LENGTH and len(paths) < EXEMPT_PATHS_CAP:
@@ -800,6 +858,9 @@ def _exempt(request: Any) -> Any:
         if tracked is not None:
             tracked.exclude()
             _learn_exempt(request)
+        # A streamed body runs after the view returns: the middleware keeps it
+        # under the suppression too.
+        request.__dict__[_SUPPRESSED] = True
         return suppress_spans()
     except Exception:
         _fault("exempt view")
@@ -814,10 +875,11 @@ def observability_exempt(view: _View) -> _View:
 
     The app's own endpoints (``/metrics``, health) carry it; use it on your
     own views the same way. Works for sync and async views. The view's own
-    queries and ``trace_operation`` blocks make no spans either. The first
-    request to each path may still get a server span (it starts before
-    routing); the middleware then remembers the path (up to
-    ``EXEMPT_PATHS_CAP`` paths) and makes none for it again.
+    queries and ``trace_operation`` blocks make no spans, nor does a streamed
+    body while it is sent. The request may still get a server span (it starts
+    before routing): for a route without converters the middleware remembers
+    the path after its first request (up to ``EXEMPT_PATHS_CAP`` paths) and
+    makes none for it again.
     """
     if iscoroutinefunction(view):
 

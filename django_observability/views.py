@@ -27,12 +27,12 @@ except ImportError:  # pragma: no cover - older Django
         return view
 
 
-def metrics_registry() -> CollectorRegistry:
+def metrics_registry(exemplars: bool = True) -> CollectorRegistry:
     """What ``/metrics`` serves.
 
     In Prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) a fresh
-    registry that aggregates every worker's files (and their exemplars, see
-    ``exemplars.py``); otherwise the default
+    registry that aggregates every worker's files (and, with ``exemplars``,
+    their exemplars: see ``exemplars.py``); otherwise the default
     registry, so metrics of other libraries (django-prometheus's database and
     cache backends, for instance) appear too.
     """
@@ -40,7 +40,7 @@ def metrics_registry() -> CollectorRegistry:
     if path:
         registry = CollectorRegistry()
         instruments = get_metrics()
-        if instruments is not None and instruments.exemplars:
+        if exemplars and instruments is not None and instruments.exemplars:
             # The workers' exemplars, merged onto the aggregated buckets.
             registry.register(MultiProcessWithExemplars(path, instruments.duration._name))
         else:
@@ -64,11 +64,12 @@ def metrics(request: HttpRequest) -> HttpResponse:
     instruments = get_metrics()
     if instruments is not None:
         instruments.update_process(force=True)
-    registry = metrics_registry()
+    encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
+    # Only OpenMetrics carries exemplars: the text format need not read them.
+    registry = metrics_registry(exemplars=content_type.startswith("application/openmetrics"))
     names = request.GET.getlist("name[]")
     if names:
         registry = registry.restricted_registry(names)
-    encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
     output = fast_encoder(encoder)(registry)
     response = HttpResponse(output, content_type=content_type)
     if gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):

@@ -1,13 +1,14 @@
 """Exemplars in Prometheus multiprocess mode: each process's file, merged by /metrics."""
 
 import json
-import math
 import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import pytest
 from django.test import Client
 from prometheus_client.metrics_core import HistogramMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest
@@ -27,40 +28,82 @@ def files(directory):
     return sorted(p.name for p in Path(directory).iterdir())
 
 
-def test_a_process_writes_its_latest_exemplar_per_bucket(tmp_path):
+def wait_for(predicate, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_process_keeps_its_latest_exemplar_per_bucket_and_writes_them(tmp_path):
     store = SharedExemplars(str(tmp_path), METRIC)
-    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004, now=100.0)
-    assert files(tmp_path) == [f"exemplars_{os.getpid()}.json"]  # the first is written at once
-    store.record(KEY, "0.01", TRACE_B, SPAN_B, 0.006, now=100.5)
-    # Within the write interval: kept, not written yet.
-    assert read(str(tmp_path), METRIC)[(*KEY, "0.01")][:2] == (TRACE_A, SPAN_A)
-    assert store.dirty
-    store.record(KEY, "0.1", TRACE_A, SPAN_A, 0.05, now=101.1)  # due again: both written
+    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004)
+    store.record(KEY, "0.01", TRACE_B, SPAN_B, 0.006)  # the same bucket: replaces
+    store.record(KEY, "0.1", TRACE_A, SPAN_A, 0.05)
+    store.write()
     merged = read(str(tmp_path), METRIC)
     assert merged[(*KEY, "0.01")][:3] == (TRACE_B, SPAN_B, 0.006)
     assert merged[(*KEY, "0.1")][:3] == (TRACE_A, SPAN_A, 0.05)
+    assert files(tmp_path) == [f"exemplars_{os.getpid()}.json"]  # no temporary file left
     assert not store.dirty
-    assert not [name for name in files(tmp_path) if name.endswith(".tmp")]
 
 
-def test_pending_exemplars_are_written_on_request(tmp_path):
+def test_the_request_path_does_no_io_and_a_thread_writes_soon_after(tmp_path, monkeypatch):
+    """An exemplar is written within the interval even if the process then serves nothing."""
+    monkeypatch.setattr(exemplars, "WRITE_INTERVAL", 0.05)
     store = SharedExemplars(str(tmp_path), METRIC)
-    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004, now=100.0)
-    store.record(KEY, "0.1", TRACE_B, SPAN_B, 0.05, now=100.2)
-    assert (*KEY, "0.1") not in read(str(tmp_path), METRIC)
-    store.write(math.inf)  # what the scrape (update_process) and exit do
-    assert (*KEY, "0.1") in read(str(tmp_path), METRIC)
+    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004)
+    assert files(tmp_path) == []  # recorded in memory only
+    assert wait_for(lambda: (*KEY, "0.01") in read(str(tmp_path), METRIC))
+    store.record(KEY, "0.1", TRACE_B, SPAN_B, 0.05)  # later ones too, by the same thread
+    assert wait_for(lambda: (*KEY, "0.1") in read(str(tmp_path), METRIC))
 
 
-def test_a_forked_child_does_not_write_its_parents_exemplars(tmp_path, monkeypatch):
+def test_exemplars_older_than_the_max_age_are_not_written(tmp_path, monkeypatch):
     store = SharedExemplars(str(tmp_path), METRIC)
-    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004, now=100.0)
-    parent = os.getpid()
-    monkeypatch.setattr(exemplars.os, "getpid", lambda: parent + 1)
-    store.record(KEY, "0.1", TRACE_B, SPAN_B, 0.05, now=100.1)
-    with open(tmp_path / f"exemplars_{parent + 1}.json", encoding="utf-8") as fh:
+    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004)
+    later = time.time() + exemplars.MAX_AGE + 1
+    monkeypatch.setattr(exemplars.time, "time", lambda: later)
+    store.record(KEY, "0.1", TRACE_B, SPAN_B, 0.05)
+    store.write()
+    with open(tmp_path / f"exemplars_{os.getpid()}.json", encoding="utf-8") as fh:
         rows = json.load(fh)["exemplars"]
     assert [row[3] for row in rows] == ["0.1"]
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_is_retried(tmp_path, caplog):
+    directory = tmp_path / "gone"
+    store = SharedExemplars(str(directory), METRIC)
+    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004)
+    store.write()
+    store.write()
+    assert store.dirty  # kept for the next attempt
+    assert len([r for r in caplog.records if "could not write exemplars" in r.message]) == 1
+    directory.mkdir()
+    store.write()
+    assert files(directory) == [f"exemplars_{os.getpid()}.json"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_writes_only_its_own_exemplars(tmp_path):
+    store = SharedExemplars(str(tmp_path), METRIC)
+    store.record(KEY, "0.01", TRACE_A, SPAN_A, 0.004)  # the parent's, not written yet
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+        pid = os.fork()
+    if pid == 0:  # the child: record, write, leave without running pytest's exit
+        try:
+            store.record(KEY, "0.1", TRACE_B, SPAN_B, 0.05)
+            store.write()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    with open(tmp_path / f"exemplars_{pid}.json", encoding="utf-8") as fh:
+        rows = json.load(fh)["exemplars"]
+    assert [row[3:6] for row in rows] == [["0.1", TRACE_B, SPAN_B]]
+    assert not (tmp_path / f"exemplars_{os.getpid()}.json").exists()
 
 
 def write_file(directory, pid, rows, metric=METRIC):
@@ -87,22 +130,38 @@ def test_bad_files_and_rows_are_skipped(tmp_path):
             [*KEY, "0.1", "not-a-trace-id", SPAN_A, 0.05, now],  # never rendered
             [*KEY, "0.25", TRACE_A, 'x"} 1\nevil 1', 0.2, now],
             [*KEY, "0.5", TRACE_A, SPAN_A, float("nan"), now],
+            [*KEY, "0.5", TRACE_A, SPAN_A, 10**400, now],  # float() overflows
+            [*KEY, "0.5", TRACE_A, SPAN_A, True, now],
+            [*KEY, "0.5", TRACE_A, SPAN_A, 0.3, now + 10**6],  # would always win
             [*KEY, "1.0", TRACE_A, SPAN_A],
             "junk",
         ],
     )
     write_file(tmp_path, 2, [[*KEY, "0.1", TRACE_B, SPAN_B, 0.05, now]], metric="other_metric")
     (tmp_path / "exemplars_3.json").write_text("{truncated", encoding="utf-8")
+    (tmp_path / "exemplars_4.json").write_text("[" * 100_000, encoding="utf-8")  # too deep
+    (tmp_path / "exemplars_5.json").write_text(" " * (exemplars.MAX_FILE_BYTES + 1))
+    os.mkfifo(tmp_path / "exemplars_6.json")  # would block a plain open()
+    os.symlink(tmp_path / "exemplars_1.json", tmp_path / "exemplars_7.json")
+    (tmp_path / "exemplars_x.json").write_text("{}", encoding="utf-8")
     (tmp_path / "counter_3.db").write_bytes(b"\0" * 16)  # prometheus_client's own
     assert read(str(tmp_path), METRIC) == {(*KEY, "0.01"): (TRACE_A, SPAN_A, 0.004, now)}
 
 
-def test_old_files_are_ignored_and_removed(tmp_path):
+def test_old_files_are_skipped_and_removed_once_their_process_is_gone(tmp_path):
     now = time.time()
-    old = write_file(tmp_path, 1, [[*KEY, "0.01", TRACE_A, SPAN_A, 0.004, now - 1000]])
-    os.utime(old, (now - exemplars.MAX_AGE - 10, now - exemplars.MAX_AGE - 10))
+    dead = 2**22 + 12345  # above the usual pid_max: no such process
+    gone = write_file(tmp_path, dead, [[*KEY, "0.01", TRACE_A, SPAN_A, 0.004, now - 1000]])
+    idle = write_file(tmp_path, os.getpid(), [[*KEY, "0.1", TRACE_B, SPAN_B, 0.05, now - 1000]])
+    stale = tmp_path / f"exemplars_{dead}.json.tmp"  # a write cut short by SIGKILL
+    stale.write_text("{", encoding="utf-8")
+    old = now - exemplars.MAX_AGE - 10
+    for path in (gone, idle, stale):
+        os.utime(path, (old, old))
     assert read(str(tmp_path), METRIC) == {}
-    assert not old.exists()
+    assert not gone.exists()
+    assert not stale.exists()
+    assert idle.exists()  # its process lives: it writes again when it has something new
     assert read(str(tmp_path / "missing"), METRIC) == {}
 
 
@@ -180,3 +239,14 @@ def test_metrics_carries_every_workers_exemplars(tmp_path, monkeypatch):
     counts = {s.labels["route"]: s.value for s in family.samples if s.name == METRIC + "_count"}
     assert counts["/api/v1/items/<int:pk>/"] == 5
     assert counts["/posts/<slug:slug>/"] == 5
+
+
+def test_a_text_format_scrape_does_not_read_exemplars(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(exemplars, "read", lambda *args: calls.append(args) or {})
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert Client().get("/metrics", headers=TOKEN).status_code == 200
+    assert calls == []
+    openmetrics = {**TOKEN, "Accept": "application/openmetrics-text; version=1.0.0"}
+    assert Client().get("/metrics", headers=openmetrics).status_code == 200
+    assert len(calls) == 1

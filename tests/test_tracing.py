@@ -111,6 +111,9 @@ def test_excluded_requests_have_no_span(http, spans):
 @pytest.mark.django_db
 def test_health_checks_make_no_spans(http, spans):
     """A probe's database check would otherwise start a one-query trace each time."""
+    from django_observability.health.runner import runner
+
+    runner.clear()  # run the checks, not answer from the previous test's cache
     assert http.get("/health/ready/").status_code == 200
     assert http.get("/health/", headers=TOKEN).status_code == 200
     assert spans.get_finished_spans() == ()
@@ -133,6 +136,36 @@ def test_exempt_views_make_no_spans(http, spans, samples):
     assert [s.name for s in server_spans(spans)] == ["GET /api/v1/items/<int:pk>/"]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("body", ["sync", "async"])
+def test_streamed_bodies_of_excluded_and_exempt_requests_make_no_spans(http, spans, body):
+    """The body runs after the view and the middleware returned: still no spans from it."""
+    if http.mode == "async" and body == "sync":
+        pytest.skip("the async test client reads a sync body in its event loop (no queries)")
+    prefix = "" if body == "sync" else "async-"
+    with override_settings(OBSERVABILITY_EXCLUDE_PATHS=["/excluded/"]):
+        response = http.get(f"/excluded/{prefix}stream/")
+        assert response.body.endswith(b" done")
+        assert spans.get_finished_spans() == ()
+    http.get(f"/{prefix}exempt-stream/")  # first request to the path: its server span only
+    assert [s.kind for s in spans.get_finished_spans()] == [SpanKind.SERVER]
+    spans.clear()
+    http.get(f"/{prefix}exempt-stream/")
+    assert spans.get_finished_spans() == ()
+    http.get("/stream/")  # other streams are traced as before
+    assert [s.name for s in server_spans(spans)] == ["GET /stream/"]
+
+
+def test_exempt_views_with_converters_are_not_remembered(http, spans):
+    """Their paths come from clients: remembering them would let clients fill the set."""
+    from django_observability.middleware import _get_config
+
+    for n in range(3):
+        assert http.get(f"/exempt/{n}/").status_code == 200
+    assert _get_config().exempt_paths == set()
+    assert len(server_spans(spans)) == 3  # a server span each, nothing inside
+
+
 def test_a_path_presumed_exempt_is_traced_again_when_its_view_is_not(http, spans, samples):
     """If a path learned as exempt is answered by a view that is not, it is forgotten."""
     from django_observability.middleware import _get_config
@@ -151,10 +184,10 @@ def test_exempt_paths_are_bounded(http, spans, samples, monkeypatch):
     from django_observability import middleware
 
     monkeypatch.setattr(middleware, "EXEMPT_PATHS_CAP", 1)
-    monkeypatch.setattr(middleware, "EXEMPT_PATH_MAX_LENGTH", len("/exempt-work/") - 1)
-    http.get("/exempt-work/")  # too long to remember
+    monkeypatch.setattr(middleware, "EXEMPT_PATH_MAX_LENGTH", len("/async-exempt/"))
+    http.get("/async-exempt-work/")  # too long to remember
     http.get("/exempt/")
-    http.get("/async-exempt/")  # the set is full
+    http.get("/async-exempt/")  # short enough, but the set is full
     assert middleware._get_config().exempt_paths == {"/exempt/"}
     # Not remembered: still left out of the metrics, still no spans inside.
     assert [s.kind for s in spans.get_finished_spans()] == [SpanKind.SERVER] * 3

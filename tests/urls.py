@@ -48,6 +48,11 @@ urlpatterns = [
     path("async-exempt/", observability_exempt(views.async_exempt), name="async-exempt"),
     path("exempt-work/", observability_exempt(views.exempt_work)),
     path("async-exempt-work/", observability_exempt(views.async_exempt_work)),
+    path("exempt/<int:n>/", observability_exempt(views.exempt_numbered)),
+    path("exempt-stream/", observability_exempt(views.stream_work)),
+    path("async-exempt-stream/", observability_exempt(views.async_stream_work)),
+    path("excluded/stream/", views.stream_work),
+    path("excluded/async-stream/", views.async_stream_work),
     re_path(r"^legacy/(?P<code>[a-z]+)\Z", views.ok, name="legacy"),
     path("", include("django_observability.urls")),
 ]

@@ -120,6 +120,36 @@ def exempt_work(request):
     return HttpResponse(f"{count} {span is None}")
 
 
+def exempt_numbered(request, n):
+    return HttpResponse(f"exempt {n}")
+
+
+def stream_work(request):
+    """A streamed body that queries and traces a block while it is sent."""
+    from django.contrib.auth.models import Group
+
+    from django_observability.tracing import trace_operation
+
+    def chunks():
+        with trace_operation("streamed work"):
+            yield str(Group.objects.count()).encode()
+        yield b" done"
+
+    return StreamingHttpResponse(chunks())
+
+
+async def async_stream_work(request):
+    from django_observability.tracing import trace_operation
+
+    async def chunks():
+        with trace_operation("streamed work"):
+            await asyncio.sleep(0)
+            yield b"async"
+        yield b" done"
+
+    return StreamingHttpResponse(chunks())
+
+
 async def async_exempt_work(request):
     from django_observability.tracing import trace_operation
 
