@@ -353,16 +353,6 @@ def end_suppression(token: Any) -> None:
         otel_context.detach(token)
 
 
-@contextlib.contextmanager
-def no_spans() -> Iterator[None]:
-    """``with no_spans():`` instrumentation makes no spans inside the block."""
-    token = suppress_spans()
-    try:
-        yield
-    finally:
-        end_suppression(token)
-
-
 def current_ids() -> tuple[str, str] | None:
     """(trace id, span id) of the current span as hex, if it is valid."""
     if trace is None:
