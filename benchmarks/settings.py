@@ -26,15 +26,7 @@ from __future__ import annotations
 
 import os
 
-CONFIGS = (
-    "bare",
-    "django_prometheus",
-    "ours",
-    "anchors_full",
-    "ours_full",
-    "ours_full_10pct",
-    "sdk_span_floor",
-)
+from benchmarks.worker import CONFIGS
 
 CONFIG = os.environ.get("BENCH_CONFIG", "bare")
 if CONFIG not in CONFIGS:

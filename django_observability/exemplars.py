@@ -48,7 +48,6 @@ MAX_AGE = 300.0
 MAX_FILE_BYTES = 4 * 1024 * 1024
 PREFIX = "exemplars_"
 SUFFIX = ".json"
-_TMP_SUFFIX = ".json.tmp"
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")

@@ -314,9 +314,7 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
         if path in config.own_paths or (
             config.exclude_prefixes and path.startswith(config.exclude_prefixes)
         ):
-            # No span, and none from what serves the request (its queries).
-            tokens[2] = suppress_spans()
-            request.__dict__[_SUPPRESSED] = True
+            _no_spans(request, tokens)  # nor from what serves the request
             return tokens, None
         tracked = _Tracked(request, get_metrics(), method_label(request.method))
         setattr(request, _STATE, tracked)
@@ -328,8 +326,7 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
             # An @observability_exempt view answered this path before: no span.
             # Its decorator still decides about metrics and the access log.
             tracked.presumed_exempt = True
-            tokens[2] = suppress_spans()
-            request.__dict__[_SUPPRESSED] = True
+            _no_spans(request, tokens)
         else:
             tracer = get_tracer()
             if tracer is not None:
@@ -338,6 +335,12 @@ def _begin(request: HttpRequest, config: _Config) -> tuple[Any, _Tracked | None]
     except Exception:
         _fault("request span (start)")
     return tokens, tracked
+
+
+def _no_spans(request: HttpRequest, tokens: list[Any]) -> None:
+    """No spans for this request: none of ours, none from its queries or streamed body."""
+    tokens[2] = suppress_spans()
+    request.__dict__[_SUPPRESSED] = True
 
 
 _OTEL_DJANGO_SPAN = "opentelemetry-instrumentor-django.span_key"

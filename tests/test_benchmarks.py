@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.worker import CONFIGS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Configurations that need packages only the dev extras install.
@@ -22,15 +24,6 @@ NEEDS = {
     "anchors_full": "django_prometheus",
 }
 SHORT_RUN = ("--requests", "1000", "--warmup", "100", "--renders", "3")
-CONFIGS = (
-    "bare",
-    "django_prometheus",
-    "ours",
-    "anchors_full",
-    "ours_full",
-    "ours_full_10pct",
-    "sdk_span_floor",
-)
 
 
 RUNS = [(config, "batch") for config in CONFIGS] + [("ours_full", "simple")]
