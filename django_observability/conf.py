@@ -194,8 +194,8 @@ class Settings:
         return getattr(settings, "OBSERVABILITY_TRACING_SAMPLE_RATIO", None)
 
     @property
-    def TRACING_EXPORT_TIMEOUT(self) -> float:
-        return getattr(settings, "OBSERVABILITY_TRACING_EXPORT_TIMEOUT", 5.0)
+    def TRACING_EXPORT_TIMEOUT(self) -> float | None:
+        return getattr(settings, "OBSERVABILITY_TRACING_EXPORT_TIMEOUT", None)
 
     @property
     def TRACING_DB_SPANS(self) -> bool:
@@ -339,6 +339,10 @@ def _positive_number(value: Any) -> str | None:
     return f"must be a positive number of seconds, not {value!r}"
 
 
+def _positive_number_or_none(value: Any) -> str | None:
+    return None if value is None else _positive_number(value)
+
+
 def _non_negative_number(value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
         return None
@@ -446,7 +450,7 @@ VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "TRACING_OTLP_ENDPOINT": ("E041", _url_or_none),
     "TRACING_OTLP_PROTOCOL": ("E042", _choice_or_none("http/protobuf", "grpc")),
     "TRACING_SAMPLE_RATIO": ("E043", _ratio_or_none),
-    "TRACING_EXPORT_TIMEOUT": ("E044", _positive_number),
+    "TRACING_EXPORT_TIMEOUT": ("E044", _positive_number_or_none),
     "TRACING_DB_SPANS": ("E045", _bool),
     "DB_METRICS": ("E046", _bool),
     "ACCESS_LOG": ("E047", _bool),

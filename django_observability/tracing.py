@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import functools
 import logging
+import math
 import os
 import threading
 import time
@@ -89,6 +90,41 @@ def otlp_endpoint(protocol: str) -> str | None:
     return base.rstrip("/") + "/v1/traces"
 
 
+# Seconds, when neither the setting nor the environment says.
+DEFAULT_EXPORT_TIMEOUT = 5.0
+_TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+
+
+def export_timeout() -> float:
+    """Seconds one export may take: the setting, else the OTLP timeout variables.
+
+    ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` then ``OTEL_EXPORTER_OTLP_TIMEOUT``,
+    read in seconds as opentelemetry-python's exporters read them. A value
+    that is not a positive number is logged and replaced by the default.
+    """
+    value = valid_or_default("TRACING_EXPORT_TIMEOUT", None)
+    if value is not None:
+        return float(value)
+    for name in _TIMEOUT_VARIABLES:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = math.nan
+        if 0 < seconds < math.inf:
+            return seconds
+        logger.warning(
+            "%s=%r is not a positive number of seconds; exports time out after %s s",
+            name,
+            raw,
+            DEFAULT_EXPORT_TIMEOUT,
+        )
+        return DEFAULT_EXPORT_TIMEOUT
+    return DEFAULT_EXPORT_TIMEOUT
+
+
 def sample_ratio() -> float:
     value = valid_or_default("TRACING_SAMPLE_RATIO", None)
     if value is not None:
@@ -155,7 +191,7 @@ class PerProcessSpanProcessor:
 
 
 def _make_exporter(name: str) -> Callable[[], Any]:
-    timeout = float(valid_or_default("TRACING_EXPORT_TIMEOUT", 5.0))
+    timeout = export_timeout()
     if name == "console":
 
         def console() -> Any:
@@ -206,13 +242,9 @@ def build_provider(exporter: str | None = None) -> Any:
     )
     name = exporter or exporter_name()
     if name in ("console", "otlp"):
-        provider.add_span_processor(
-            PerProcessSpanProcessor(
-                _make_exporter(name),
-                export_timeout_millis=float(valid_or_default("TRACING_EXPORT_TIMEOUT", 5.0)) * 1000,
-                max_queue_size=2048,
-            )
-        )
+        # The batch processor's own options (queue size, batch size, delay)
+        # come from the OTEL_BSP_* variables, or the SDK's defaults.
+        provider.add_span_processor(PerProcessSpanProcessor(_make_exporter(name)))
     return provider
 
 

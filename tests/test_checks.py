@@ -122,6 +122,7 @@ def test_w003_knows_the_example_file():
         ("TRACING_OTLP_PROTOCOL", "http/json", "E042"),
         ("TRACING_SAMPLE_RATIO", 1.5, "E043"),
         ("TRACING_EXPORT_TIMEOUT", 0, "E044"),
+        ("TRACING_EXPORT_TIMEOUT", "5", "E044"),
         ("TRACING_DB_SPANS", "no", "E045"),
         ("DB_METRICS", None, "E046"),
         ("ACCESS_LOG", 0, "E047"),
@@ -148,6 +149,7 @@ def test_setting_errors(setting, value, check_id):
     OBSERVABILITY_AUTH_TOKEN="s3cret-long-enough-0123456789",
     OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8", "::1"],
     OBSERVABILITY_EXCLUDE_PATHS=("/static/",),
+    OBSERVABILITY_TRACING_EXPORT_TIMEOUT=None,
 )
 def test_valid_settings_pass():
     assert ids() == []

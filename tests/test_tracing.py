@@ -390,6 +390,69 @@ def test_sample_ratio(monkeypatch, settings):
     assert isinstance(TraceIdRatioBased(0.1), TraceIdRatioBased)
 
 
+_TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+
+
+def test_export_timeout_rules(monkeypatch, settings, caplog):
+    for name in _TIMEOUT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert tracing.export_timeout() == tracing.DEFAULT_EXPORT_TIMEOUT == 5.0
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "7")
+    assert tracing.export_timeout() == 7.0
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", " 2.5 ")
+    assert tracing.export_timeout() == 2.5  # the traces variable first
+    settings.OBSERVABILITY_TRACING_EXPORT_TIMEOUT = 1
+    assert tracing.export_timeout() == 1.0  # the setting wins
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-3", "inf", "nan"])
+def test_export_timeout_from_a_bad_variable(monkeypatch, caplog, raw):
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", raw)
+    with caplog.at_level("WARNING", logger="django_observability.tracing"):
+        assert tracing.export_timeout() == tracing.DEFAULT_EXPORT_TIMEOUT
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT" in caplog.text
+
+
+def test_the_exporter_and_batching_follow_the_environment(monkeypatch, settings):
+    """What build_provider() hands the SDK: the resolved timeout, and no batch
+    options of its own (so the OTEL_BSP_* variables apply, as the SDK reads them)."""
+    from opentelemetry.exporter.otlp.proto.http import trace_exporter
+    from opentelemetry.sdk.trace import export
+
+    made = []
+
+    class RecordingExporter(trace_exporter.OTLPSpanExporter):
+        def __init__(self, **kwargs):
+            made.append(("exporter", kwargs))
+            super().__init__(**kwargs)
+
+    class RecordingProcessor(export.BatchSpanProcessor):
+        def __init__(self, exporter, **kwargs):
+            made.append(("processor", kwargs))
+            super().__init__(exporter, **kwargs)
+
+    monkeypatch.setattr(trace_exporter, "OTLPSpanExporter", RecordingExporter)
+    monkeypatch.setattr(export, "BatchSpanProcessor", RecordingProcessor)
+    for name in _TIMEOUT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
+    settings.OBSERVABILITY_TRACING_OTLP_ENDPOINT = "http://127.0.0.1:9"
+    for setting, expected in ((None, 3.0), (0.5, 0.5)):
+        settings.OBSERVABILITY_TRACING_EXPORT_TIMEOUT = setting
+        made.clear()
+        provider = tracing.build_provider("otlp")
+        try:
+            (ours,) = provider._active_span_processor._span_processors
+            ours._current()  # makes this process's exporter and processor
+        finally:
+            provider.shutdown()
+        assert made == [
+            ("exporter", {"endpoint": "http://127.0.0.1:9/v1/traces", "timeout": expected}),
+            ("processor", {}),
+        ]
+
+
 def test_resource(settings):
     settings.OBSERVABILITY_SERVICE_NAME = "shop"
     settings.OBSERVABILITY_SERVICE_VERSION = "2.0"
