@@ -16,6 +16,7 @@ import re
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from django.conf import settings
 
@@ -73,7 +74,7 @@ class Settings:
         value = getattr(settings, "OBSERVABILITY_SERVICE_NAME", None)
         if value:
             return str(value)
-        env = os.environ.get("OTEL_SERVICE_NAME")
+        env = env_service_name()
         if env:
             return env
         module = os.environ.get("DJANGO_SETTINGS_MODULE") or getattr(
@@ -235,13 +236,21 @@ class Settings:
 
 
 def _otel_resource_attribute(key: str) -> str | None:
-    """Read one ``key=value`` entry of ``OTEL_RESOURCE_ATTRIBUTES``."""
+    """Read one ``key=value`` entry of ``OTEL_RESOURCE_ATTRIBUTES`` (percent-decoded)."""
     raw = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     for item in raw.split(","):
         name, sep, value = item.partition("=")
         if sep and name.strip() == key:
-            return value.strip() or None
+            return unquote(value.strip()) or None
     return None
+
+
+def env_service_name() -> str | None:
+    """The service name the OpenTelemetry environment gives, if any.
+
+    ``OTEL_SERVICE_NAME``, else ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``.
+    """
+    return os.environ.get("OTEL_SERVICE_NAME") or _otel_resource_attribute("service.name")
 
 
 conf = Settings()

@@ -58,7 +58,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-from django_observability.conf import _otel_resource_attribute, conf
+from django_observability.conf import _otel_resource_attribute, conf, env_service_name
 from django_observability.request_id import _current as _current_request_id
 
 try:
@@ -191,7 +191,7 @@ def _read_service() -> dict[str, str]:
         # Logging before Django has loaded its settings (a server's own start-up
         # lines): don't import the settings module from inside a log call.
         module = os.environ.get("DJANGO_SETTINGS_MODULE") or "django"
-        name = os.environ.get("OTEL_SERVICE_NAME") or module.split(".", 1)[0]
+        name = env_service_name() or module.split(".", 1)[0]
         environment = (
             _otel_resource_attribute("deployment.environment.name")
             or _otel_resource_attribute("deployment.environment")

@@ -24,7 +24,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django_observability.conf import conf, valid_or_default
@@ -52,11 +52,46 @@ _installed_provider: Any = None
 # --- settings, with the OTEL_* environment as fallback --------------------------------
 
 
-def exporter_name() -> str:
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, *args: Any) -> None:
+    key = message % args
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message, *args)
+
+
+def sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED=true``: the SDK records nothing, so we install nothing."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def exporter_names() -> tuple[str, ...]:
+    """Where spans go: ``()`` for nowhere, else ``"console"`` and/or ``"otlp"``.
+
+    The setting names one exporter and wins. Unset, ``OTEL_TRACES_EXPORTER``
+    applies, which may list several (``otlp,console``); names we do not
+    support (``zipkin``...) are left out with a warning.
+    """
     value = valid_or_default("TRACING_EXPORTER", None)
-    if value is None:
-        value = os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")[0].strip() or "none"
-    return value.lower()
+    if value is not None:
+        value = value.lower()
+        return () if value == "none" else (value,)
+    names: list[str] = []
+    for item in os.environ.get("OTEL_TRACES_EXPORTER", "").split(","):
+        name = item.strip().lower()
+        if not name or name == "none" or name in names:
+            continue
+        if name not in EXPORTERS:
+            _warn_once(
+                "OTEL_TRACES_EXPORTER names %r, which django-observability does not support "
+                "(supported: console, otlp, none); left out",
+                name,
+            )
+            continue
+        names.append(name)
+    return tuple(names)
 
 
 def otlp_protocol() -> str:
@@ -67,6 +102,10 @@ def otlp_protocol() -> str:
             or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
             or "http/protobuf"
         )
+    value = value.strip().lower()
+    if value not in PROTOCOLS:
+        _warn_once("OTLP protocol %r is not supported; using http/protobuf", value)
+        return "http/protobuf"
     return value
 
 
@@ -125,16 +164,38 @@ def export_timeout() -> float:
     return DEFAULT_EXPORT_TIMEOUT
 
 
+_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+_OFF_SAMPLERS = ("always_off", "parentbased_always_off")
+_ON_SAMPLERS = ("always_on", "parentbased_always_on")
+
+
 def sample_ratio() -> float:
+    """Share of new traces sampled (always parent-based: a sampled parent is followed).
+
+    The setting wins. Unset, ``OTEL_TRACES_SAMPLER`` applies: the ratio
+    samplers take ``OTEL_TRACES_SAMPLER_ARG`` (a number from 0 to 1, else 1.0
+    with a warning), the ``always_off`` samplers give 0, anything else 1.
+    """
     value = valid_or_default("TRACING_SAMPLE_RATIO", None)
     if value is not None:
         return float(value)
-    sampler = os.environ.get("OTEL_TRACES_SAMPLER", "")
-    if sampler in ("traceidratio", "parentbased_traceidratio"):
-        try:
-            return min(max(float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")), 0.0), 1.0)
-        except ValueError:
+    sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler in _OFF_SAMPLERS:
+        return 0.0
+    if sampler in _RATIO_SAMPLERS:
+        raw = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+        if not raw:
             return 1.0
+        try:
+            ratio = float(raw)
+        except ValueError:
+            ratio = math.nan
+        if 0.0 <= ratio <= 1.0:
+            return ratio
+        _warn_once("OTEL_TRACES_SAMPLER_ARG=%r is not a ratio from 0 to 1; sampling all", raw)
+        return 1.0
+    if sampler and sampler not in _ON_SAMPLERS:
+        _warn_once("OTEL_TRACES_SAMPLER=%r is not supported; sampling all (parent-based)", sampler)
     return 1.0
 
 
@@ -219,8 +280,11 @@ def _make_exporter(name: str) -> Callable[[], Any]:
     return http
 
 
-def build_provider(exporter: str | None = None) -> Any:
-    """A TracerProvider from the settings (not installed anywhere)."""
+def build_provider(exporter: str | Sequence[str] | None = None) -> Any:
+    """A TracerProvider from the settings (not installed anywhere).
+
+    ``exporter`` (a name or several) overrides :func:`exporter_names`.
+    """
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -240,11 +304,15 @@ def build_provider(exporter: str | None = None) -> Any:
         sampler=ParentBased(TraceIdRatioBased(sample_ratio())),
         shutdown_on_exit=False,  # we flush in our own atexit, once
     )
-    name = exporter or exporter_name()
-    if name in ("console", "otlp"):
-        # The batch processor's own options (queue size, batch size, delay)
-        # come from the OTEL_BSP_* variables, or the SDK's defaults.
-        provider.add_span_processor(PerProcessSpanProcessor(_make_exporter(name)))
+    if exporter is None:
+        names: Sequence[str] = exporter_names()
+    else:
+        names = (exporter,) if isinstance(exporter, str) else exporter
+    for name in names:
+        if name in ("console", "otlp"):
+            # The batch processor's own options (queue size, batch size, delay)
+            # come from the OTEL_BSP_* variables, or the SDK's defaults.
+            provider.add_span_processor(PerProcessSpanProcessor(_make_exporter(name)))
     return provider
 
 
@@ -263,11 +331,14 @@ def setup() -> Any:
         current = trace.get_tracer_provider()
         if _installed_provider is not None or not isinstance(current, ProxyTracerProvider):
             return current
-        name = exporter_name()
-        if name == "none":
+        names = exporter_names()
+        if not names:
+            return current
+        if sdk_disabled():
+            logger.info("tracing: OTEL_SDK_DISABLED is true; no spans are recorded")
             return current
         try:
-            provider = build_provider(name)
+            provider = build_provider(names)
             _set_propagators()
             trace.set_tracer_provider(provider)
         except Exception:
@@ -276,7 +347,7 @@ def setup() -> Any:
         _installed_provider = provider
         _cache.next_check = 0.0
         atexit.register(_flush_at_exit, provider)
-        logger.info("tracing: exporting spans with %s", name)
+        logger.info("tracing: exporting spans with %s", ", ".join(names))
         return provider
 
 
@@ -349,6 +420,8 @@ def get_tracer() -> Any:
         from django_observability import __version__
 
         tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__, SEMCONV_SCHEMA_URL)
+        if type(tracer).__name__ == "NoOpTracer":
+            tracer = None  # an SDK provider under OTEL_SDK_DISABLED=true
     _cache.provider, _cache.tracer = provider, tracer
     return tracer
 

@@ -358,11 +358,78 @@ def test_helpers(spans):
 
 def test_exporter_setting_and_environment(monkeypatch, settings):
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
-    assert tracing.exporter_name() == "none"
+    assert tracing.exporter_names() == ()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
-    assert tracing.exporter_name() == "otlp"
+    assert tracing.exporter_names() == ("otlp",)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert tracing.exporter_names() == ()
     settings.OBSERVABILITY_TRACING_EXPORTER = "console"
-    assert tracing.exporter_name() == "console"
+    assert tracing.exporter_names() == ("console",)
+    settings.OBSERVABILITY_TRACING_EXPORTER = "NONE"
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    assert tracing.exporter_names() == ()  # the setting wins
+
+
+def test_exporters_listed_in_the_environment(monkeypatch, caplog):
+    monkeypatch.setattr(tracing, "_warned", set())
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", " OTLP , console,otlp,, zipkin ")
+    with caplog.at_level("WARNING", logger="django_observability.tracing"):
+        assert tracing.exporter_names() == ("otlp", "console")
+    assert "'zipkin'" in caplog.text
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console,otlp")
+    provider = tracing.build_provider()
+    try:
+        processors = provider._active_span_processor._span_processors
+        assert len(processors) == 2  # one per exporter
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("exporters", "disabled", "installs"),
+    [("console", "", True), ("zipkin", "", False), ("console", "TRUE", False)],
+)
+def test_what_setup_installs(monkeypatch, caplog, exporters, disabled, installs):
+    from opentelemetry.trace import ProxyTracerProvider
+
+    assert isinstance(tracing.trace.get_tracer_provider(), ProxyTracerProvider)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporters)
+    monkeypatch.setenv("OTEL_SDK_DISABLED", disabled)
+    monkeypatch.setattr(tracing, "_installed_provider", None)
+    monkeypatch.setattr(tracing, "_warned", set())
+    monkeypatch.setattr(tracing.atexit, "register", lambda *args: None)
+    installed = []
+    monkeypatch.setattr(tracing.trace, "set_tracer_provider", installed.append)
+    with caplog.at_level("INFO", logger="django_observability.tracing"):
+        tracing.setup()
+    assert len(installed) == (1 if installs else 0)
+    if exporters == "zipkin":
+        assert "'zipkin'" in caplog.text
+
+
+def test_a_provider_under_sdk_disabled_makes_no_spans(monkeypatch, http):
+    """A project's own SDK provider with OTEL_SDK_DISABLED=true hands out no-op
+    tracers: the middleware then does no span work at all."""
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    tracing.use_tracer_provider(TracerProvider())
+    try:
+        assert tracing.get_tracer() is None
+    finally:
+        tracing.use_tracer_provider(None)
+
+
+def test_protocol_is_case_insensitive(monkeypatch, settings, caplog):
+    monkeypatch.setattr(tracing, "_warned", set())
+    settings.OBSERVABILITY_TRACING_OTLP_PROTOCOL = "GRPC"
+    assert tracing.otlp_protocol() == "grpc"
+    settings.OBSERVABILITY_TRACING_OTLP_PROTOCOL = None
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "HTTP/Protobuf")
+    assert tracing.otlp_protocol() == "http/protobuf"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    with caplog.at_level("WARNING", logger="django_observability.tracing"):
+        assert tracing.otlp_protocol() == "http/protobuf"
+    assert "http/json" in caplog.text
 
 
 def test_endpoint_rules(monkeypatch, settings):
@@ -388,6 +455,33 @@ def test_sample_ratio(monkeypatch, settings):
     assert isinstance(provider.sampler, ParentBased)
     assert "0.1" in provider.sampler.get_description()
     assert isinstance(TraceIdRatioBased(0.1), TraceIdRatioBased)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "arg", "ratio"),
+    [
+        ("always_off", None, 0.0),
+        ("parentbased_always_off", None, 0.0),
+        ("ALWAYS_ON", None, 1.0),
+        ("TraceIdRatio", "0.5", 0.5),
+        ("traceidratio", "0", 0.0),
+        ("traceidratio", None, 1.0),
+        ("traceidratio", "nan", 1.0),
+        ("traceidratio", "-1", 1.0),
+        ("traceidratio", "2", 1.0),
+        ("traceidratio", "half", 1.0),
+        ("jaeger_remote", None, 1.0),
+        (None, None, 1.0),
+    ],
+)
+def test_sample_ratio_from_the_environment(monkeypatch, sampler, arg, ratio):
+    for name, value in (("OTEL_TRACES_SAMPLER", sampler), ("OTEL_TRACES_SAMPLER_ARG", arg)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert tracing.sample_ratio() == ratio
+    tracing.build_provider(())  # a ratio the sampler accepts, whatever the environment says
 
 
 _TIMEOUT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
@@ -462,6 +556,33 @@ def test_resource(settings):
     assert attributes["service.version"] == "2.0"
     assert attributes["deployment.environment.name"] == "staging"
     assert attributes["service.instance.id"]  # the SDK's, one per process
+
+
+def test_service_from_the_environment(monkeypatch, settings):
+    from django_observability.conf import conf
+
+    settings.OBSERVABILITY_SERVICE_NAME = None
+    settings.OBSERVABILITY_SERVICE_VERSION = None
+    settings.OBSERVABILITY_ENVIRONMENT = None
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "service.name=billing%20api, service.version=1.2%2B3,deployment.environment.name=prod%2Ceu",
+    )
+    assert conf.SERVICE_NAME == "billing api"
+    assert conf.SERVICE_VERSION == "1.2+3"
+    assert conf.ENVIRONMENT == "prod,eu"
+    attributes = tracing.build_provider(()).resource.attributes
+    assert attributes["service.name"] == "billing api"
+    assert attributes["service.version"] == "1.2+3"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-svc")
+    assert conf.SERVICE_NAME == "billing-svc"  # OTEL_SERVICE_NAME first, as the SDK has it
+    settings.OBSERVABILITY_SERVICE_NAME = "shop"
+    assert conf.SERVICE_NAME == "shop"  # the setting wins
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    settings.OBSERVABILITY_SERVICE_NAME = None
+    assert conf.SERVICE_NAME == "tests"  # the settings module's package
 
 
 SETUP_SCRIPT = textwrap.dedent(
