@@ -407,7 +407,7 @@ def test_what_setup_installs(monkeypatch, caplog, exporters, disabled, installs)
         assert "'zipkin'" in caplog.text
 
 
-def test_a_provider_under_sdk_disabled_makes_no_spans(monkeypatch, http):
+def test_a_provider_under_sdk_disabled_makes_no_spans(monkeypatch):
     """A project's own SDK provider with OTEL_SDK_DISABLED=true hands out no-op
     tracers: the middleware then does no span work at all."""
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
