@@ -137,6 +137,30 @@ def _otel_ids() -> tuple[str | None, str | None]:
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
+def _request_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:
+    """(request id, trace id, span id) of the request a record names in ``extra``.
+
+    Django logs a 4xx or 5xx response (``django.request``) with the request in
+    ``extra={"request": ...}`` after the middleware has returned, when the
+    request's context is gone: the ids then come from the request itself.
+    """
+    request = record.__dict__.get("request")
+    if request is None:
+        return None, None, None
+    state = getattr(request, "__dict__", None)
+    if not isinstance(state, dict):
+        return None, None, None
+    request_id = state.get("request_id")
+    if type(request_id) is not str:
+        request_id = None
+    trace_id = span_id = None
+    tracked = state.get("_observability")
+    ids = getattr(tracked, "ids", None)
+    if type(ids) is tuple and len(ids) == 3:
+        trace_id, span_id = ids[0], ids[1]
+    return request_id, trace_id, span_id
+
+
 def _record_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:
     """(request id, trace id, span id): stamped on the record, else from the context."""
     state = record.__dict__
@@ -151,6 +175,10 @@ def _record_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:
             trace_id = current_trace
         if span_id is _MISSING:
             span_id = current_span
+    if request_id is None and "request" in state:
+        request_id, request_trace, request_span = _request_ids(record)
+        if trace_id is None and span_id is None:
+            trace_id, span_id = request_trace, request_span
     return request_id, trace_id, span_id
 
 
@@ -172,6 +200,12 @@ class ContextFilter(logging.Filter):
                 trace_id, span_id = _otel_ids()
                 state.setdefault("trace_id", trace_id)
                 state.setdefault("span_id", span_id)
+            if state["request_id"] is None and "request" in state:
+                # Logged about a request after its context ended (django.request).
+                request_id, trace_id, span_id = _request_ids(record)
+                state["request_id"] = request_id
+                if state["trace_id"] is None and state["span_id"] is None:
+                    state["trace_id"], state["span_id"] = trace_id, span_id
         except Exception:  # noqa: S110 - a filter must never stop a record
             pass
         return True

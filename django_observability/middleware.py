@@ -264,6 +264,11 @@ class _Tracked:
                 # The exempt view did not answer this time (another URLconf, or
                 # a middleware answered first): the path gets spans again.
                 _forget_exempt(self.request)
+        if span is not None and self.ids is False:
+            try:
+                self.span_ids()  # for records Django logs after us (django.request)
+            except Exception:
+                _fault("request span")
         # Nothing reads them past this point: let the span and the request go
         # when the request does, without waiting for the cycle collector.
         self.span = None

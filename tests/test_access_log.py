@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from django_observability import tracing
-from django_observability.logging import JsonFormatter
+from django_observability.logging import ContextFilter, JsonFormatter
 from tests.clients import AsyncHTTP, SyncHTTP
 
 TOKEN = {"Authorization": "Bearer test-token-0123456789"}
@@ -104,6 +104,50 @@ def test_trace_ids_join_the_span(http, lines):
     (line,) = lines()
     assert line["trace"]["id"] == format(span.context.trace_id, "032x")
     assert line["span"]["id"] == format(span.context.span_id, "016x")
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_djangos_own_response_records_carry_the_ids(http, caplog, access_log):
+    """Django logs a 4xx/5xx ("Not Found: ...") after the middleware returned, with
+    the request in ``extra``: its ids come from the request, filtered or not."""
+    caplog.set_level(logging.INFO)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    try:
+        # Without the access line nor metrics, nothing else reads the span's ids.
+        with override_settings(
+            OBSERVABILITY_ACCESS_LOG=access_log, OBSERVABILITY_METRICS_ENABLED=access_log
+        ):
+            response = http.get("/nowhere/", headers={"X-Request-ID": "req-404"})
+    finally:
+        tracing.use_tracer_provider(None)
+    assert response.status_code == 404
+    (span,) = exporter.get_finished_spans()
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    formatter = JsonFormatter()
+    unfiltered = json.loads(formatter.format(record))
+    assert ContextFilter().filter(record) is True
+    filtered = json.loads(formatter.format(record))
+    for line in (unfiltered, filtered):
+        assert line["message"] == "Not Found: /nowhere/"
+        assert line["http"]["request"]["id"] == "req-404"
+        assert line["trace"]["id"] == format(span.context.trace_id, "032x")
+        assert line["span"]["id"] == format(span.context.span_id, "016x")
+
+
+def test_a_request_in_extra_without_our_state_adds_nothing(caplog):
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/x/")
+    request.request_id = 12345  # not ours: not a string
+    record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "m", (), None)
+    record.request = request
+    assert ContextFilter().filter(record) is True
+    line = json.loads(JsonFormatter().format(record))
+    assert "trace" not in line
+    assert "id" not in line.get("http", {}).get("request", {})
 
 
 @pytest.mark.parametrize("path", ["/stream/", "/async-stream/"])
