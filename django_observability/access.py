@@ -140,3 +140,15 @@ def refusal(access: Access) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="django-observability"'
         return response
     return HttpResponse("Forbidden.\n", status=403, content_type="text/plain; charset=utf-8")
+
+
+def head_without_body(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Our endpoints' answer to ``HEAD``: the headers of ``GET``, no body.
+
+    ``Content-Length`` is the length the body would have. Django leaves the
+    body in place for the server to drop (gunicorn warns when it has to).
+    """
+    response["Content-Length"] = str(len(response.content))
+    if request.method == "HEAD":
+        response.content = b""
+    return response

@@ -777,7 +777,7 @@ class ObservabilityMiddleware:
                 try:
                     from django_observability.health.views import answer_probe
 
-                    return answer_probe(request, kind)
+                    return _with_request_id(request, config, answer_probe(request, kind))
                 except Exception:
                     _fault("health probe")  # let the view answer instead
         tokens, tracked = _begin(request, config)
@@ -799,7 +799,7 @@ class ObservabilityMiddleware:
                 try:
                     from django_observability.health.views import aanswer_probe
 
-                    return await aanswer_probe(request, kind)
+                    return _with_request_id(request, config, await aanswer_probe(request, kind))
                 except Exception:
                     _fault("health probe")  # let the view answer instead
         tokens, tracked = _begin(request, config)
@@ -812,6 +812,18 @@ class ObservabilityMiddleware:
         _end(request, config, tracked, response)
         _reset(tokens)
         return response
+
+
+def _with_request_id(
+    request: HttpRequest, config: _Config, response: HttpResponseBase
+) -> HttpResponseBase:
+    """A probe answered here still echoes (or gets) a request id, as every response does."""
+    try:
+        rid = _request_id.from_meta(request.META, config.meta_key, config.trust_incoming)
+        response.headers.setdefault(config.header, rid)
+    except Exception:
+        _fault("request id header")
+    return response
 
 
 def _reset(tokens: list[Any] | None) -> None:

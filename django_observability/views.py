@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from django_observability.access import Access, check_access, refusal
+from django_observability.access import Access, check_access, head_without_body, refusal
 from django_observability.exemplars import MultiProcessWithExemplars
 from django_observability.exposition import fast_encoder
 from django_observability.metrics import get_metrics
@@ -76,4 +76,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response.content = gzip.compress(output, compresslevel=6)
         response["Content-Encoding"] = "gzip"
     response["Vary"] = "Accept, Accept-Encoding"
-    return response
+    return head_without_body(request, response)

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client, override_settings
@@ -135,6 +136,33 @@ def test_methods_and_headers(http):
     assert http.request("HEAD", "/health/ready/").status_code == 200
     assert http.request("POST", "/health/").status_code == 405
     assert http.request("POST", "/health/ready/").status_code == 405
+
+
+@pytest.mark.parametrize("path", ["/health/live/", "/health/ready/", "/health/"])
+def test_every_answer_has_a_request_id_and_a_length(http, path):
+    # /health/live/ and /health/ready/ are answered by the middleware itself.
+    response = http.get(path, headers={"X-Request-ID": "probe-1"})
+    assert response["X-Request-ID"] == "probe-1"
+    assert response["Content-Length"] == str(len(response.body))
+    fresh = http.get(path)
+    assert len(fresh["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize("kind", ["live", "ready", "report"])
+def test_head_gets_the_headers_of_get_and_no_body(rf, kind):
+    from django_observability.health.views import answer_probe, report
+
+    def answer(method):
+        request = rf.generic(method, "/health/")
+        if kind == "report":
+            return async_to_sync(report)(request)
+        return answer_probe(request, kind)
+
+    get, head = answer("GET"), answer("HEAD")
+    assert get.content
+    assert head.content == b""
+    assert head["Content-Length"] == get["Content-Length"] == str(len(get.content))
+    assert head["Content-Type"] == get["Content-Type"]
 
 
 # --- details: who sees output -------------------------------------------------------

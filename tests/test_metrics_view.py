@@ -64,6 +64,19 @@ def test_never_cached_and_safe_methods_only(http):
     assert http.request("POST", "/metrics", headers=TOKEN).status_code == 405
 
 
+def test_head_gets_the_headers_of_get_and_no_body(rf, settings):
+    from django_observability.views import metrics
+
+    settings.OBSERVABILITY_AUTH_TOKEN = None
+    get = metrics(rf.get("/metrics", HTTP_ACCEPT_ENCODING="gzip"))
+    head = metrics(rf.head("/metrics", HTTP_ACCEPT_ENCODING="gzip"))
+    assert get.content
+    assert get["Content-Encoding"] == "gzip"
+    assert head.content == b""
+    assert get["Content-Length"] == str(len(get.content))
+    assert int(head["Content-Length"]) > 0
+
+
 def test_csrf_exempt():
     client = Client(enforce_csrf_checks=True)
     with override_settings(

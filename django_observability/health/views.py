@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from django_observability import __version__
-from django_observability.access import credentials_match
+from django_observability.access import credentials_match, head_without_body
 from django_observability.conf import conf, valid_or_default
 from django_observability.health import registry
 from django_observability.health.base import FAIL, PASS, CheckResult, Component, worst
@@ -156,6 +156,7 @@ def render(
             json.dumps(body, separators=(",", ":")), status=code, content_type=CONTENT_TYPE
         )
     add_never_cache_headers(response)
+    head_without_body(request, response)
     # A failing probe is an expected answer, not a server error: keep it out of
     # Django's "django.request" error log (the runner logs status changes).
     response._has_been_logged = True  # type: ignore[attr-defined]
