@@ -251,6 +251,10 @@ class PerProcessSpanProcessor:
         return True
 
 
+def _one_line(span: Any) -> str:
+    return str(span.to_json(indent=None)) + "\n"
+
+
 def _make_exporter(name: str) -> Callable[[], Any]:
     timeout = export_timeout()
     if name == "console":
@@ -258,7 +262,8 @@ def _make_exporter(name: str) -> Callable[[], Any]:
         def console() -> Any:
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-            return ConsoleSpanExporter()
+            # One JSON object per line, like the logs it shares stdout with.
+            return ConsoleSpanExporter(formatter=_one_line)
 
         return console
     protocol = otlp_protocol()

@@ -558,6 +558,21 @@ def test_resource(settings):
     assert attributes["service.instance.id"]  # the SDK's, one per process
 
 
+def test_console_exporter_writes_one_json_line_per_span():
+    import io
+    import json
+
+    exporter = tracing._make_exporter("console")()
+    exporter.out = io.StringIO()  # stdout as it was when the SDK was imported, else
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    with tracer.start_as_current_span("outer"), tracer.start_as_current_span("inner"):
+        pass
+    lines = exporter.out.getvalue().splitlines()
+    assert [json.loads(line)["name"] for line in lines] == ["inner", "outer"]
+
+
 def test_service_from_the_environment(monkeypatch, settings):
     from django_observability.conf import conf
 
