@@ -63,6 +63,7 @@ demo: venv
 	@echo "  http://127.0.0.1:8000/metrics             Prometheus metrics (open to loopback)"
 	@echo "  http://127.0.0.1:8000/health/?verbose     the health report (/health/live/, /health/ready/ too)"
 	@echo "Logs: one JSON line per record on stdout (access, audit, Django, gunicorn)."
+	@echo "Tracing: off; EXAMPLE_TRACING_EXPORTER=console make demo prints spans as JSON lines too."
 	@echo "Stop with Ctrl-C."
 	@echo
 	cd example_project && PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(DEMO_DIR)/prometheus-multiproc \

@@ -968,6 +968,7 @@ def logging_config(
     json: bool = True,
     access_log: bool = True,
     stream: str | IO[str] = "ext://sys.stdout",
+    mail_admins: bool = True,
 ) -> dict[str, Any]:
     """A complete ``LOGGING`` dict: every record as one JSON line on stdout.
 
@@ -1001,10 +1002,16 @@ def logging_config(
     ``stream``
         Where lines go: an ``ext://`` name as ``dictConfig`` understands it, or
         a file object.
+    ``mail_admins``
+        ``False`` leaves out Django's ``mail_admins`` handler, which reads the
+        settings when it is made: for gunicorn's ``logconfig_dict``, applied by
+        the master before Django is loaded (see the README, gunicorn).
 
     Django applies ``LOGGING`` when it starts, so under gunicorn or uvicorn
     the server's own lines written before the application is loaded (the
-    master's start-up lines) keep the server's format; everything after is JSON.
+    master's start-up lines) keep the server's format, unless the server gets
+    the same dict: ``logconfig_dict = logging_config(mail_admins=False)`` in
+    ``gunicorn.conf.py``, ``uvicorn --log-config`` with it saved as JSON.
 
     The result is a plain dict: change it before Django applies it.
     """
@@ -1015,7 +1022,7 @@ def logging_config(
     def propagating(logger_level: str | int) -> dict[str, Any]:
         return {"level": logger_level, "handlers": [], "propagate": True}
 
-    return {
+    config: dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
@@ -1055,3 +1062,7 @@ def logging_config(
             "uvicorn.access": propagating("INFO"),
         },
     }
+    if not mail_admins:
+        del config["handlers"]["mail_admins"], config["filters"]["require_debug_false"]
+        config["loggers"]["django"]["handlers"] = []
+    return config

@@ -10,6 +10,8 @@ import os
 import shutil
 import tempfile
 
+from django_observability.logging import logging_config
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
@@ -40,3 +42,11 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _multiproc_dir)
+
+
+# The master's own lines (start-up, worker exits) as JSON lines too, like
+# everything the workers log once Django has applied settings.LOGGING. The
+# master has not loaded Django: no mail_admins handler (it reads the settings),
+# and the service name comes from the environment.
+os.environ.setdefault("OTEL_SERVICE_NAME", "example-shop")
+logconfig_dict = logging_config(os.environ.get("EXAMPLE_LOG_LEVEL", "INFO"), mail_admins=False)

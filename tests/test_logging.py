@@ -723,6 +723,31 @@ def test_logging_config_shape():
     }
 
 
+def test_without_mail_admins_for_a_server_master():
+    """gunicorn's logconfig_dict is applied before Django's settings exist:
+    nothing in it may read them when it is made."""
+    config = logging_config(mail_admins=False)
+    assert "mail_admins" not in config["handlers"]
+    assert "require_debug_false" not in config["filters"]
+    assert config["loggers"]["django"]["handlers"] == []
+    code = (
+        "import logging.config, io, json\n"
+        "from django_observability.logging import logging_config\n"
+        "stream = io.StringIO()\n"
+        "logging.config.dictConfig(logging_config(stream=stream, mail_admins=False))\n"
+        "logging.getLogger('gunicorn.error').info('Starting gunicorn')\n"
+        "from django.conf import settings\n"
+        "assert not settings.configured\n"
+        "print(json.loads(stream.getvalue())['message'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Starting gunicorn"
+
+
 def test_exactly_one_json_line_per_record_from_every_logger(capsys):
     stream = io.StringIO()
     config = logging_config(stream=stream)

@@ -6,6 +6,7 @@ fixtures in ``tests/peers.py``.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -33,6 +34,7 @@ from tests.peers import (  # noqa: E402
     Server,
     by_labels,
     check_statuses,
+    http,
     prometheus_query,
     run_promtool_check,
     samples,
@@ -123,6 +125,31 @@ def test_gunicorn_request_ids(gunicorn_run: Run) -> None:
     ids = [r.response.headers.get("x-request-id", "") for r in gunicorn_run.results]
     assert all(GENERATED_ID.fullmatch(rid) for rid in ids), ids[:5]
     assert len(set(ids)) == len(ids)
+
+
+def test_gunicorn_logs_only_json_lines(gunicorn_run: Run) -> None:
+    """The example's gunicorn.conf.py gives the master the app's LOGGING too: its own
+    lines (start-up, worker restarts) are JSON like everything else; HEAD answers of
+    our endpoints have no body for gunicorn to drop (it would warn)."""
+    for path in ("/health/live/", "/health/ready/", "/metrics"):
+        response = http(gunicorn_run.url + path, method="HEAD")
+        assert response.status == 200
+        assert int(response.headers["content-length"]) > 0
+        assert GENERATED_ID.fullmatch(response.headers["x-request-id"])
+    time.sleep(0.5)  # let the workers' lines reach the file
+    lines = gunicorn_run.server.log_path.read_text(errors="replace").splitlines()
+    records = []
+    for line in lines:
+        record = json.loads(line)  # fails on any line that is not JSON
+        assert isinstance(record, dict), line
+        records.append(record)
+    by_logger = {}
+    for record in records:
+        by_logger.setdefault(record["log"]["logger"], []).append(record["message"])
+    assert any(m.startswith("Starting gunicorn") for m in by_logger["gunicorn.error"])
+    assert any(m.startswith("Autorestarting worker") for m in by_logger["gunicorn.error"])
+    assert len(by_logger["django_observability.access"]) >= GUNICORN_REQUESTS
+    assert not [m for m in by_logger["gunicorn.error"] if "no-body response" in m]
 
 
 # --- uvicorn, ASGI, one process ---------------------------------------------------
