@@ -201,6 +201,8 @@ def check_full_stack(
 
 
 def main() -> int:
+    from benchmarks.stacks import SPAN_PROCESSORS
+
     parser = argparse.ArgumentParser()
     parser.add_argument("config", choices=CONFIGS)
     parser.add_argument("--requests", type=int, default=20_000)
@@ -208,9 +210,9 @@ def main() -> int:
     parser.add_argument("--renders", type=int, default=200)
     parser.add_argument(
         "--span-processor",
-        choices=("batch", "simple"),
+        choices=SPAN_PROCESSORS,
         default="batch",
-        help="the traced configurations' span processor (simple: a diagnostic, see stacks.py)",
+        help="the traced configurations' span processor (simple, keep: diagnostics, see stacks.py)",
     )
     args = parser.parse_args()
 

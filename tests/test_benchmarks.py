@@ -26,7 +26,10 @@ NEEDS = {
 SHORT_RUN = ("--requests", "1000", "--warmup", "100", "--renders", "3")
 
 
-RUNS = [(config, "batch") for config in CONFIGS] + [("ours_full", "simple")]
+RUNS = [(config, "batch") for config in CONFIGS] + [
+    ("ours_full", "simple"),
+    ("ours_full", "keep"),
+]
 
 
 @pytest.mark.parametrize(("config", "processor"), RUNS)
