@@ -154,8 +154,11 @@ def _request_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:
     if type(request_id) is not str:
         request_id = None
     trace_id = span_id = None
-    tracked = state.get("_observability")
-    ids = getattr(tracked, "ids", None)
+    span_ids = getattr(state.get("_observability"), "span_ids", None)  # the middleware's
+    try:
+        ids = span_ids() if callable(span_ids) else None
+    except Exception:
+        ids = None
     if type(ids) is tuple and len(ids) == 3:
         trace_id, span_id = ids[0], ids[1]
     return request_id, trace_id, span_id
@@ -1010,8 +1013,8 @@ def logging_config(
     Django applies ``LOGGING`` when it starts, so under gunicorn or uvicorn
     the server's own lines written before the application is loaded (the
     master's start-up lines) keep the server's format, unless the server gets
-    the same dict: ``logconfig_dict = logging_config(mail_admins=False)`` in
-    ``gunicorn.conf.py``, ``uvicorn --log-config`` with it saved as JSON.
+    the same dict, made with ``mail_admins=False``: ``logconfig_dict`` in
+    ``gunicorn.conf.py``, or saved as JSON for ``uvicorn --log-config``.
 
     The result is a plain dict: change it before Django applies it.
     """

@@ -175,6 +175,7 @@ class _Tracked:
     __slots__ = (
         "active",
         "body_bytes",
+        "context",
         "done",
         "exc",
         "excluded",
@@ -207,6 +208,7 @@ class _Tracked:
         self.body_bytes: int | None = None
         self.exc: BaseException | None = None
         self.span: Any = None
+        self.context: Any = None  # the span's context, kept when the span is let go
         self.ids: tuple[str, str, bool] | bool | None = False  # False: not read yet
         self.owns_span = False
         self.presumed_exempt = False
@@ -229,15 +231,15 @@ class _Tracked:
         ids = self.ids
         if ids is False:
             ids = None
-            span = self.span
-            if span is not None:
-                context = span.get_span_context()
-                if context.is_valid:
-                    ids = (
-                        format(context.trace_id, "032x"),
-                        format(context.span_id, "016x"),
-                        bool(context.trace_flags.sampled),
-                    )
+            context = self.context
+            if context is None and self.span is not None:
+                context = self.span.get_span_context()
+            if context is not None and context.is_valid:
+                ids = (
+                    format(context.trace_id, "032x"),
+                    format(context.span_id, "016x"),
+                    bool(context.trace_flags.sampled),
+                )
             self.ids = ids
         return ids  # type: ignore[return-value]
 
@@ -265,12 +267,14 @@ class _Tracked:
                 # a middleware answered first): the path gets spans again.
                 _forget_exempt(self.request)
         if span is not None and self.ids is False:
+            # Its ids, formatted only if a record Django logs after us
+            # (django.request) asks for them.
             try:
-                self.span_ids()  # for records Django logs after us (django.request)
+                self.context = span.get_span_context()
             except Exception:
                 _fault("request span")
-        # Nothing reads them past this point: let the span and the request go
-        # when the request does, without waiting for the cycle collector.
+        # Nothing else reads them past this point: let the span and the request
+        # go when the request does, without waiting for the cycle collector.
         self.span = None
         self.request = None  # type: ignore[assignment]
 

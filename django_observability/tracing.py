@@ -154,7 +154,7 @@ def export_timeout() -> float:
             seconds = math.nan
         if 0 < seconds < math.inf:
             return seconds
-        logger.warning(
+        _warn_once(
             "%s=%r is not a positive number of seconds; exports time out after %s s",
             name,
             raw,
