@@ -5,10 +5,11 @@
 
 Each round runs every configuration (bare Django, django-prometheus, ours, and
 the full stacks with tracing and a JSON access log: the anchors', ours, ours
-at 10% sampling, and the reference sdk_span_floor: the SDK's own server span
-alone) in a fresh process, in an order that rotates from round to round; the
-tables report medians over the rounds. See benchmarks/README.md for how to read
-them.
+at 10% sampling, and two references: sdk_span_floor, the SDK's own server span
+alone, and sdk_span_log_floor, that span plus one plain-text line per request
+through the standard library's logging) in a fresh process, in an order that
+rotates from round to round; the tables report medians over the rounds. See
+benchmarks/README.md for how to read them.
 
 ``--span-processor simple`` gives every traced configuration a
 SimpleSpanProcessor instead of the batch processor: spans are exported when they
@@ -34,9 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 METRICS_CONFIGS = ("bare", "django_prometheus", "ours")
 FULL_CONFIGS = ("anchors_full", "ours_full", "ours_full_10pct")
-# Not a stack: bare Django plus the OpenTelemetry SDK's own server span, nothing else.
+# Not stacks: bare Django plus the OpenTelemetry SDK's own server span, nothing else;
+# and the same plus one plain-text line per request through logging.FileHandler.
 SPAN_FLOOR = "sdk_span_floor"
-CONFIGS = (*METRICS_CONFIGS, *FULL_CONFIGS, SPAN_FLOOR)
+SPAN_LOG_FLOOR = "sdk_span_log_floor"
+FLOORS = (SPAN_FLOOR, SPAN_LOG_FLOOR)
+CONFIGS = (*METRICS_CONFIGS, *FULL_CONFIGS, *FLOORS)
 # As benchmarks.stacks.SPAN_PROCESSORS: batch is the measure, the others diagnostics.
 SPAN_PROCESSORS = ("batch", "simple", "keep")
 DIAGNOSTICS = {
@@ -44,7 +48,7 @@ DIAGNOSTICS = {
     "keep": "SimpleSpanProcessor + the last 512 spans kept alive",
 }
 # Timed with --full-requests: every configuration that exports spans.
-TRACED_CONFIGS = (*FULL_CONFIGS, SPAN_FLOOR)
+TRACED_CONFIGS = (*FULL_CONFIGS, *FLOORS)
 LABELS = {
     "bare": "bare Django",
     "django_prometheus": "django-prometheus (Before/After)",
@@ -55,6 +59,10 @@ LABELS = {
     SPAN_FLOOR: (
         "sdk_span_floor: the OpenTelemetry SDK's own server span "
         "(start/end, same attributes, batch processor), nothing else"
+    ),
+    SPAN_LOG_FLOOR: (
+        "sdk_span_log_floor: the same span plus one plain-text line per request "
+        "(logging.FileHandler, %(message)s), nothing else"
     ),
 }
 TARGET_RATIO = 0.35
@@ -130,8 +138,11 @@ def span_range(values: list[int]) -> str:
     return f"{low:,}" if low == high else f"{low:,}-{high:,}"
 
 
-def verification_summary(checks: list[dict]) -> str:
-    """What the workers of one traced configuration verified, over all rounds."""
+def verification_summary(checks: list[dict], plain: bool = False) -> str:
+    """What the workers of one traced configuration verified, over all rounds.
+
+    ``plain``: the lines are ``METHOD PATH STATUS`` text (sdk_span_log_floor), not JSON.
+    """
     sent = [v["requests_sent"] for v in checks]
     spans = [v["spans_exported"] for v in checks]
     shares = sorted(s / n for s, n in zip(spans, sent, strict=True))
@@ -143,10 +154,11 @@ def verification_summary(checks: list[dict]) -> str:
         )
     lines = [v["log_lines"] for v in checks]
     line_bytes = sum(v["log_bytes"] for v in checks) / sum(lines)
+    kind = "plain text" if plain else "valid JSON"
     text = (
         f"{span_range(sent)} requests sent per worker (warm-up included); "
         f"{span_range(spans)} spans exported ({share} of requests); "
-        f"{span_range(lines)} access-log lines, each valid JSON naming the method, path "
+        f"{span_range(lines)} access-log lines, each {kind} naming the method, path "
         f"and status of a request sent ({line_bytes:,.0f} bytes per line)"
     )
     if "log_lines_with_trace_id" in checks[0]:
@@ -197,7 +209,7 @@ def main() -> int:
     print(
         f"{args.rounds} rounds x {len(CONFIGS)} configs, fresh process each, order rotating; "
         f"{args.warmup:,} warm-up + {args.requests:,} timed requests "
-        f"({args.full_requests:,} for the full stacks and {SPAN_FLOOR}) over a {len(MIX)}-URL mix; "
+        f"({args.full_requests:,} for the full stacks and the floors) over a {len(MIX)}-URL mix; "
         f"{args.renders} /metrics renders",
         flush=True,
     )
@@ -301,13 +313,15 @@ def main() -> int:
         extra = "—" if c == "bare" else f"+{fmt(added[c])}"
         print(f"| {LABELS[c]} | {fmt(median[c])} | {extra} | {ratio} |")
     floor_ratio = added[SPAN_FLOOR] / anchors_added
-    floor_label = LABELS[SPAN_FLOOR]
-    if diagnostic:
-        floor_label = floor_label.replace("batch processor", diagnostic)
-    print(
-        f"| {floor_label} | {fmt(median[SPAN_FLOOR])} | +{fmt(added[SPAN_FLOOR])} "
-        f"| {floor_ratio:.2f}x |"
-    )
+    log_floor_ratio = added[SPAN_LOG_FLOOR] / anchors_added
+    for c in FLOORS:
+        floor_label = LABELS[c]
+        if diagnostic:
+            floor_label = floor_label.replace("batch processor", diagnostic)
+        print(
+            f"| {floor_label} | {fmt(median[c])} | +{fmt(added[c])} "
+            f"| {added[c] / anchors_added:.2f}x |"
+        )
     full_ratio = added["ours_full"] / anchors_added
     full_verdict = "met" if full_ratio <= TARGET_FULL_RATIO else "NOT met"
     if diagnostic:
@@ -318,18 +332,36 @@ def main() -> int:
         "Target: ours_full adds at most one third (0.33x) of what anchors_full adds: "
         f"{full_ratio:.2f}x, {full_verdict}."
     )
-    print(f"Of the 0.33x budget, the SDK's own span takes {floor_ratio:.2f}x.")
+    print(
+        f"Of the 0.33x budget, the SDK's own span takes {floor_ratio:.2f}x; "
+        f"with one plain-text line per request through logging, {log_floor_ratio:.2f}x."
+    )
     print(
         f"Cross-checks: median of per-round paired ratios {statistics.median(full_paired):.2f}x "
         f"(range {min(full_paired):.2f}-{max(full_paired):.2f}); from the fastest block of each "
         f"config {full_best_ratio:.2f}x (bare {fmt(best['bare'])}, anchors_full "
         f"{fmt(best['anchors_full'])}, ours_full {fmt(best['ours_full'])}, ours_full_10pct "
-        f"{fmt(best['ours_full_10pct'])}, {SPAN_FLOOR} {fmt(best[SPAN_FLOOR])} µs)."
+        f"{fmt(best['ours_full_10pct'])}, {SPAN_FLOOR} {fmt(best[SPAN_FLOOR])}, "
+        f"{SPAN_LOG_FLOOR} {fmt(best[SPAN_LOG_FLOOR])} µs)."
     )
+    switches = {
+        c: [rd[c].get("export_thread_switches_per_request") for rd in rounds]
+        for c in TRACED_CONFIGS
+    }
+    if all(v is not None for values in switches.values() for v in values):
+        print(
+            "Export thread switched out per timed request (median; each is a wake-up, "
+            "for its next batch or for the GIL): "
+            + ", ".join(f"{c} {statistics.median(switches[c]):.2f}" for c in TRACED_CONFIGS)
+            + "."
+        )
     print()
-    print("Verified in every full-stack and sdk_span_floor worker (all rounds):")
+    print("Verified in every full-stack and floor worker (all rounds):")
     for c in TRACED_CONFIGS:
-        print(f"  {c}: {verification_summary([rd[c]['verified'] for rd in rounds])}")
+        summary = verification_summary(
+            [rd[c]["verified"] for rd in rounds], plain=c == SPAN_LOG_FLOOR
+        )
+        print(f"  {c}: {summary}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -350,6 +382,7 @@ def main() -> int:
                 "render_median_us": render,
                 "ratio_ours_full_vs_anchors_full": full_ratio,
                 "ratio_sdk_span_floor_vs_anchors_full": floor_ratio,
+                "ratio_sdk_span_log_floor_vs_anchors_full": log_floor_ratio,
                 "paired_ratios_full": full_paired,
                 "ratio_full_from_fastest_blocks": full_best_ratio,
                 "rounds": rounds,

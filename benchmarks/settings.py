@@ -17,6 +17,8 @@ A reference (``stacks.py``), not a stack anyone would deploy:
 
 ``sdk_span_floor``     the same stack as ``bare`` behind ``SdkSpanFloorMiddleware``:
                        the OpenTelemetry SDK's own server span, nothing else.
+``sdk_span_log_floor`` the same, plus one plain-text line per request through
+                       ``logging.FileHandler`` (``SdkSpanLogFloorMiddleware``).
 
 Everything else (URLconf, apps, templates, databases) is identical across
 configurations, so a difference in cost is the instrumentation's.
@@ -70,6 +72,8 @@ if CONFIG == "bare":
 elif CONFIG == "sdk_span_floor":
     # The worker builds the provider (stacks.install_tracing) before Django loads this.
     MIDDLEWARE = ["benchmarks.stacks.SdkSpanFloorMiddleware", *_STACK]
+elif CONFIG == "sdk_span_log_floor":
+    MIDDLEWARE = ["benchmarks.stacks.SdkSpanLogFloorMiddleware", *_STACK]
 elif CONFIG == "django_prometheus":
     INSTALLED_APPS.append("django_prometheus")
     MIDDLEWARE = [
@@ -98,7 +102,7 @@ if CONFIG in ("ours_full", "ours_full_10pct"):
     # No OBSERVABILITY_TRACING_EXPORTER: the worker hands the app its provider
     # (tracing.use_tracer_provider), the same SDK pieces the anchors get.
 
-if CONFIG in ("anchors_full", "ours_full", "ours_full_10pct"):
+if CONFIG in ("anchors_full", "ours_full", "ours_full_10pct", "sdk_span_log_floor"):
     from benchmarks.stacks import LOG_FILE_ENV, logging_settings
 
     if not os.environ.get(LOG_FILE_ENV):

@@ -21,6 +21,11 @@ A reference configuration, not a stack a team would run:
                      name it by route, end it), through the same SDK pieces. What
                      it adds over bare is the part of the full-stack budget that no
                      instrumentation built on the SDK can avoid.
+``sdk_span_log_floor`` the same plus the least a request log line can be: one
+                     plain-text line per request (``GET /path 200``) through
+                     ``logging.FileHandler`` with ``Formatter("%(message)s")``.
+                     No JSON, no ids, no metrics: the span and the act of
+                     writing a line through the standard library's logging.
 """
 
 from __future__ import annotations
@@ -36,9 +41,20 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 FULL_CONFIGS = ("anchors_full", "ours_full", "ours_full_10pct")
 # The SDK's own server span and nothing else: a floor, no access log, no metrics.
 SPAN_FLOOR = "sdk_span_floor"
+# The same plus one plain-text line per request through the standard library's logging.
+SPAN_LOG_FLOOR = "sdk_span_log_floor"
+FLOORS = (SPAN_FLOOR, SPAN_LOG_FLOOR)
+# Configurations that write a log line per request to the file named by LOG_FILE_ENV.
+LOGGED_CONFIGS = (*FULL_CONFIGS, SPAN_LOG_FLOOR)
 # Configurations that get a provider from install_tracing (and have their spans checked).
-TRACED_CONFIGS = (*FULL_CONFIGS, SPAN_FLOOR)
-SAMPLE_RATIOS = {"anchors_full": 1.0, "ours_full": 1.0, "ours_full_10pct": 0.1, SPAN_FLOOR: 1.0}
+TRACED_CONFIGS = (*FULL_CONFIGS, *FLOORS)
+SAMPLE_RATIOS = {
+    "anchors_full": 1.0,
+    "ours_full": 1.0,
+    "ours_full_10pct": 0.1,
+    SPAN_FLOOR: 1.0,
+    SPAN_LOG_FLOOR: 1.0,
+}
 # The BatchSpanProcessor's queue, for every stack alike (see make_provider).
 SPAN_QUEUE_SIZE = 65_536
 # "batch" (what is measured against the target) or "simple": a diagnostic that
@@ -54,6 +70,14 @@ LOG_FILE_ENV = "BENCH_LOG_FILE"
 # Logger that the anchors' access-log middleware writes to.
 ANCHORS_LOGGER = "bench.access"
 OURS_LOGGER = "django_observability.access"
+# Logger of sdk_span_log_floor's plain lines.
+FLOOR_LOGGER = "bench.floor"
+LOGGERS = {
+    "anchors_full": ANCHORS_LOGGER,
+    "ours_full": OURS_LOGGER,
+    "ours_full_10pct": OURS_LOGGER,
+    SPAN_LOG_FLOOR: FLOOR_LOGGER,
+}
 
 
 def logging_settings(config: str, filename: str) -> dict[str, Any]:
@@ -68,6 +92,11 @@ def logging_settings(config: str, filename: str) -> dict[str, Any]:
         filters: dict[str, Any] = {}
         handler_filters: list[str] = []
         logger = ANCHORS_LOGGER
+    elif config == SPAN_LOG_FLOOR:
+        formatters = {"plain": {"format": "%(message)s"}}
+        filters = {}
+        handler_filters = []
+        logger = FLOOR_LOGGER
     else:
         formatters = {"json": {"()": "django_observability.logging.JsonFormatter"}}
         filters = {"context": {"()": "django_observability.logging.ContextFilter"}}
@@ -83,7 +112,7 @@ def logging_settings(config: str, filename: str) -> dict[str, Any]:
                 "class": "logging.FileHandler",
                 "filename": filename,
                 "encoding": "utf-8",
-                "formatter": "json",
+                "formatter": next(iter(formatters)),
                 "filters": handler_filters,
             }
         },
@@ -249,7 +278,7 @@ def install_tracing(config: str) -> tuple[Any, DiscardingExporter]:
     """
     exporter = DiscardingExporter()
     provider = make_provider(SAMPLE_RATIOS[config], exporter)
-    if config == SPAN_FLOOR:
+    if config in FLOORS:
         global _floor_provider
         _floor_provider = provider  # SdkSpanFloorMiddleware takes its tracer from it
     elif config == "anchors_full":
@@ -320,4 +349,22 @@ class SdkSpanFloorMiddleware:
             {"http.route": route, "http.response.status_code": response.status_code}
         )
         span.end()
+        return response
+
+
+floor_logger = logging.getLogger(FLOOR_LOGGER)
+
+
+class SdkSpanLogFloorMiddleware(SdkSpanFloorMiddleware):
+    """The SDK's server span, plus one plain-text line per request: ``GET /path 200``.
+
+    The least a request log line can cost: a ``logger.info`` call that
+    ``logging.FileHandler`` writes with ``Formatter("%(message)s")``. No JSON,
+    no ids, no extras. Logged after the span has ended, with the status the
+    client gets (this middleware is outermost).
+    """
+
+    def __call__(self, request):
+        response = super().__call__(request)
+        floor_logger.info("%s %s %s", request.method, request.path, response.status_code)
         return response

@@ -10,7 +10,12 @@ the exporter received one span per request (about one in ten at 10%
 sampling) and that the access-log file holds exactly one JSON line per
 request sent, warm-up included, with the right method, path and status.
 The reference ``sdk_span_floor`` (the SDK's own server span, no access log,
-no metrics) checks the spans only.
+no metrics) checks the spans only; ``sdk_span_log_floor`` checks its spans and
+its plain-text lines (``GET /path 200``), one per request.
+
+Every traced worker also reports how often the batch processor's export
+thread was switched out per timed request (Linux: its voluntary context
+switches, from ``/proc``), which shows how often it was woken.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ CONFIGS = (
     "ours_full",
     "ours_full_10pct",
     "sdk_span_floor",
+    "sdk_span_log_floor",
 )
 RENDER_PATHS = {"django_prometheus": "/dp/metrics", "ours": "/metrics"}
 # Which kind of metrics each configuration records (bare and sdk_span_floor: none).
@@ -95,6 +101,34 @@ LOG_FIELDS = {
 }
 
 
+def _plain_line(text: str) -> dict[str, Any] | None:
+    """``GET /path 200`` (sdk_span_log_floor's line) as the fields a JSON line would have."""
+    parts = text.rstrip("\n").split(" ")
+    if len(parts) != 3 or not parts[2].isdigit():
+        return None
+    return {"method": parts[0], "path": parts[1], "status": int(parts[2])}
+
+
+def export_thread_switches() -> int | None:
+    """Voluntary context switches of the batch processor's export thread so far.
+
+    Each is the thread going to sleep: waiting for its next batch, or for the
+    GIL after a wake-up. ``None`` where ``/proc`` does not say (not Linux).
+    """
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name.startswith("OtelBatch") and thread.native_id is not None:
+            try:
+                with open(f"/proc/self/task/{thread.native_id}/status", encoding="ascii") as fh:
+                    for line in fh:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            return int(line.split(":", 1)[1])
+            except (OSError, ValueError):
+                return None
+    return None
+
+
 def check_full_stack(
     config: str,
     expected: Counter[tuple[str, str, int]],
@@ -110,7 +144,7 @@ def check_full_stack(
     """
     import logging
 
-    from benchmarks.stacks import ANCHORS_LOGGER, OURS_LOGGER, SAMPLE_RATIOS
+    from benchmarks.stacks import LOGGERS, SAMPLE_RATIOS, SPAN_LOG_FLOOR
 
     sent = sum(expected.values())
     provider.force_flush()
@@ -138,8 +172,9 @@ def check_full_stack(
             "export_batches": exporter.batches,
         }
 
-    anchors = config == "anchors_full"
-    for handler in logging.getLogger(ANCHORS_LOGGER if anchors else OURS_LOGGER).handlers:
+    plain = config == SPAN_LOG_FLOOR
+    anchors = config == "anchors_full" or plain  # lines without trace ids
+    for handler in logging.getLogger(LOGGERS[config]).handlers:
         handler.flush()
     method_key, path_key, status_key = LOG_FIELDS["anchors_full" if anchors else "ours"]
     seen: Counter[tuple[str, str, int]] = Counter()
@@ -149,7 +184,7 @@ def check_full_stack(
         for text in fh:
             lines += 1
             try:
-                line = json.loads(text)
+                line = _plain_line(text) if plain else json.loads(text)
             except ValueError:
                 bad += 1
                 continue
@@ -163,7 +198,8 @@ def check_full_stack(
                     with_trace += 1
                     by_span[span_id] = trace_id
     if bad:
-        problems.append(f"access log: {bad} of {lines} lines are not JSON objects")
+        what = "plain 'METHOD PATH STATUS' lines" if plain else "JSON objects"
+        problems.append(f"access log: {bad} of {lines} lines are not {what}")
     if lines != sent:
         problems.append(f"access log: {lines} lines, expected {sent} (one per request sent)")
     if seen != expected:
@@ -224,14 +260,14 @@ def main() -> int:
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         del os.environ[name]
 
-    from benchmarks.stacks import FULL_CONFIGS, LOG_FILE_ENV, SPAN_PROCESSOR_ENV, TRACED_CONFIGS
+    from benchmarks.stacks import LOG_FILE_ENV, LOGGED_CONFIGS, SPAN_PROCESSOR_ENV, TRACED_CONFIGS
 
     os.environ[SPAN_PROCESSOR_ENV] = args.span_processor
 
     traced = args.config in TRACED_CONFIGS
     log_file = None
     provider = exporter = None
-    if args.config in FULL_CONFIGS:
+    if args.config in LOGGED_CONFIGS:
         log_dir = tempfile.mkdtemp(prefix=f"bench-{args.config}-")
         atexit.register(shutil.rmtree, log_dir, ignore_errors=True)
         log_file = os.environ[LOG_FILE_ENV] = os.path.join(log_dir, "access.log")
@@ -272,6 +308,7 @@ def main() -> int:
     blocks = max(1, args.requests // block)
     block_templates = templates * BLOCK_PASSES
     block_us = []
+    switches_before = export_thread_switches() if traced else None
     for _ in range(blocks):
         start = time.perf_counter_ns()
         for template in block_templates:
@@ -293,6 +330,11 @@ def main() -> int:
     }
     if traced:
         result["span_processor"] = args.span_processor
+        switches_after = export_thread_switches()
+        if switches_before is not None and switches_after is not None:
+            result["export_thread_switches_per_request"] = (switches_after - switches_before) / (
+                blocks * block
+            )
 
     if traced:
         try:

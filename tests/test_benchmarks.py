@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.worker import CONFIGS
+from benchmarks.stacks import LOGGED_CONFIGS, TRACED_CONFIGS
+from benchmarks.worker import CONFIGS, _plain_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,9 +52,28 @@ def test_worker_runs_and_verifies(config, processor):
     assert data["config"] == config
     assert data["problems"] == []
     assert data["requests"] >= 1000
-    if config in ("ours_full", "ours_full_10pct", "anchors_full", "sdk_span_floor"):
+    if config in TRACED_CONFIGS:
         verified = data["verified"]
         assert data["span_processor"] == processor
         assert verified["requests_sent"] == data["requests"] + 100
         if config != "ours_full_10pct":
             assert verified["spans_exported"] == verified["requests_sent"]
+        if config in LOGGED_CONFIGS:
+            assert verified["log_lines"] == verified["requests_sent"]
+        else:
+            assert "log_lines" not in verified
+        if processor == "batch" and sys.platform.startswith("linux"):
+            assert data["export_thread_switches_per_request"] >= 0
+        elif processor != "batch":
+            assert "export_thread_switches_per_request" not in data  # no export thread
+
+
+def test_plain_floor_lines_are_checked_strictly():
+    assert _plain_line("GET /api/v1/items/42/ 200\n") == {
+        "method": "GET",
+        "path": "/api/v1/items/42/",
+        "status": 200,
+    }
+    assert _plain_line("GET /a 200 extra\n") is None
+    assert _plain_line("GET /a OK\n") is None
+    assert _plain_line("\n") is None
