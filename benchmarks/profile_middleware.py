@@ -336,7 +336,7 @@ def ablation(cycles: int) -> list[tuple[str, float, float]]:
             full,
             (mock.patch.object(mw, "get_metrics", nothing),),
         ),
-        "+ ours, metrics off, uuid4 replaced by a counter": (
+        "+ ours, metrics off, request ids from a counter": (
             full,
             (
                 mock.patch.object(mw, "get_metrics", nothing),
@@ -344,7 +344,7 @@ def ablation(cycles: int) -> list[tuple[str, float, float]]:
             ),
         ),
         "+ ours": (full, ()),
-        "+ ours, uuid4 replaced by a counter": (
+        "+ ours, request ids from a counter": (
             full,
             (mock.patch.object(rid, "new_request_id", cheap_id),),
         ),
