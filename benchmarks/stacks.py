@@ -13,7 +13,7 @@ BatchSpanProcessor with its default batching and a larger queue, see
 both write one JSON line per request to a real file through
 ``logging.FileHandler``.
 
-A reference configuration, not a stack a team would run:
+References, not stacks a team would run:
 
 ``sdk_span_floor``   bare Django plus ``SdkSpanFloorMiddleware``, which does only
                      what the OpenTelemetry SDK itself costs for a server span
