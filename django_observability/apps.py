@@ -18,6 +18,7 @@ class ObservabilityConfig(AppConfig):
             audit,
             checks,  # noqa: F401  (registers the system checks)
             db,
+            metrics_store,
             tracing,
         )
         from django_observability.health.builtin import prime_cpu
@@ -28,6 +29,9 @@ class ObservabilityConfig(AppConfig):
         )
         setting_changed.connect(_setting_changed, dispatch_uid="django_observability.settings")
         prime_cpu()
+        # Multiprocess files with their space reserved (a full disk must not
+        # be a SIGBUS); a gunicorn worker had this from post_fork already.
+        metrics_store.install()
         db.install()
         audit.install()
         tracing.setup()

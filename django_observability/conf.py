@@ -61,6 +61,7 @@ DEFAULT_HEALTH_CHECKS: dict[str, Any] = {
     "migrations": "django_observability.health.builtin.MigrationsCheck",
     "disk": "django_observability.health.builtin.DiskCheck",
     "memory": "django_observability.health.builtin.MemoryCheck",
+    "metrics_store": "django_observability.health.builtin.MetricsStoreCheck",
 }
 DEFAULT_HEALTH_READINESS_CHECKS: tuple[str, ...] = ("database", "cache", "migrations")
 SHOW_DETAILS_CHOICES = ("never", "authorized", "always")

@@ -38,6 +38,8 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Exemplar
 
+from django_observability.metrics_store import StoreCollector, alive
+
 logger = logging.getLogger("django_observability.metrics")
 
 # Seconds between two writes of one process's file.
@@ -145,16 +147,6 @@ def _write_every_interval(ref: weakref.ref[SharedExemplars], pid: int) -> None:
         del store
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, not ours to signal
-    return True
-
-
 def _load(path: str, pid: int, now: float) -> Any:
     """The parsed file, or ``None`` (too old, not a regular file, too large)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
@@ -163,7 +155,7 @@ def _load(path: str, pid: int, now: float) -> Any:
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
             return None
         if now - info.st_mtime > MAX_AGE:
-            if not _alive(pid):
+            if not alive(pid):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             return None
@@ -203,7 +195,7 @@ def read(directory: str, metric: str, now: float | None = None) -> _Entries:
         pid = int(match.group(1))
         if match.group(2):  # a write that never finished (its process was killed)
             with contextlib.suppress(OSError):
-                if now - os.lstat(path).st_mtime > MAX_AGE and not _alive(pid):
+                if now - os.lstat(path).st_mtime > MAX_AGE and not alive(pid):
                     os.unlink(path)
             continue
         try:
@@ -257,12 +249,10 @@ def attach(families: Iterable[Metric], metric: str, entries: _Entries) -> list[M
 
 
 class MultiProcessWithExemplars:
-    """A collector: prometheus_client's ``MultiProcessCollector`` plus our exemplars."""
+    """A collector: the store's totals (``metrics_store.StoreCollector``) plus our exemplars."""
 
     def __init__(self, directory: str, metric: str) -> None:
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        self._inner = MultiProcessCollector(None, path=directory)
+        self._inner = StoreCollector(directory)
         self._directory = directory
         self._metric = metric
 

@@ -120,6 +120,7 @@ class CappedLabel:
         self.cap = cap
         self._admitted: set[str] = set()
         self._full = False
+        self._shared_failed = False
         self._lock = threading.Lock()
         self._path = (
             os.path.join(shared_dir, f"labels_{metric}.txt") if shared_dir is not None else None
@@ -133,14 +134,27 @@ class CappedLabel:
         with self._lock:
             if value in self._admitted:
                 return value
-            if self._path is None:
+            admitted = None
+            if self._path is not None:
+                try:
+                    admitted = self._admit_shared(value)
+                except OSError as exc:
+                    # A full or read-only store: this process decides alone
+                    # (the cap then holds per process) until it can write.
+                    if not self._shared_failed:
+                        self._shared_failed = True
+                        logger.error(
+                            "django_observability: could not record label values in %s (%s); "
+                            "capping per process meanwhile",
+                            self._path,
+                            exc.strerror or exc,
+                        )
+            if admitted is None:
                 admitted = len(self._admitted) < self.cap
                 if admitted:
                     self._admitted.add(value)
-                else:
+                elif self._path is None:
                     self._full = True
-            else:
-                admitted = self._admit_shared(value)
         return value if admitted else OTHER
 
     def _admit_shared(self, value: str) -> bool:

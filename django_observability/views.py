@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 
 from django.http import HttpRequest, HttpResponse
@@ -11,13 +12,15 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from django_observability.access import Access, check_access, head_without_body, refusal
 from django_observability.exemplars import MultiProcessWithExemplars
 from django_observability.exposition import fast_encoder
 from django_observability.metrics import get_metrics
+from django_observability.metrics_store import StoreBusy, StoreCollector, StoreStateCollector
 from django_observability.middleware import observability_exempt
+
+logger = logging.getLogger("django_observability.metrics")
 
 try:  # Django >= 5.1
     from django.contrib.auth.decorators import login_not_required
@@ -31,10 +34,11 @@ def metrics_registry(exemplars: bool = True) -> CollectorRegistry:
     """What ``/metrics`` serves.
 
     In Prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) a fresh
-    registry that aggregates every worker's files (and, with ``exemplars``,
-    their exemplars: see ``exemplars.py``); otherwise the default
-    registry, so metrics of other libraries (django-prometheus's database and
-    cache backends, for instance) appear too.
+    registry that aggregates every worker's files, compacting those of workers
+    that exited (``metrics_store.py``), with the store's own state and, with
+    ``exemplars``, the workers' exemplars (``exemplars.py``); otherwise the
+    default registry, so metrics of other libraries (django-prometheus's
+    database and cache backends, for instance) appear too.
     """
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
@@ -44,7 +48,9 @@ def metrics_registry(exemplars: bool = True) -> CollectorRegistry:
             # The workers' exemplars, merged onto the aggregated buckets.
             registry.register(MultiProcessWithExemplars(path, instruments.duration._name))
         else:
-            MultiProcessCollector(registry, path=path)
+            registry.register(StoreCollector(path))
+        namespace = instruments.namespace if instruments is not None else ""
+        registry.register(StoreStateCollector(path, namespace))
         return registry
     return REGISTRY
 
@@ -70,7 +76,15 @@ def metrics(request: HttpRequest) -> HttpResponse:
     names = request.GET.getlist("name[]")
     if names:
         registry = registry.restricted_registry(names)
-    output = fast_encoder(encoder)(registry)
+    try:
+        output = fast_encoder(encoder)(registry)
+    except StoreBusy:
+        # A compaction that holds the store's lock for seconds is stuck: a
+        # failed scrape is better than totals read while files move.
+        logger.error("django_observability: /metrics: the metrics store is locked; not served")
+        return HttpResponse(
+            "metrics store busy\n", status=503, content_type="text/plain; charset=utf-8"
+        )
     response = HttpResponse(output, content_type=content_type)
     if gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
         response.content = gzip.compress(output, compresslevel=6)

@@ -1,15 +1,17 @@
 """gunicorn configuration for Prometheus multiprocess mode.
 
 Every worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR and
-/metrics aggregates them. The directory must be empty when gunicorn starts
-(stale files from an earlier run would be added to the counts) and it must be
-set before any worker imports prometheus_client: here, in the master.
+/metrics aggregates them. The directory must be set before any worker imports
+prometheus_client (here, in the master); the hooks imported below empty it at
+start, archive the totals of each worker that exits (so scrapes stay fast
+however many workers max_requests has replaced) and bound the span flush of an
+exiting worker. None of them can stop the master or a worker.
 """
 
 import os
-import shutil
 import tempfile
 
+from django_observability.gunicorn import child_exit, on_starting, post_fork, worker_exit  # noqa: F401
 from django_observability.logging import logging_config
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -24,25 +26,7 @@ timeout = 30
 graceful_timeout = 10
 accesslog = None  # the app logs its own requests
 
-_multiproc_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="prometheus-multiproc-")
-)
-
-
-def on_starting(server):
-    # Start from an empty directory: leftovers belong to processes long gone.
-    if os.path.isdir(_multiproc_dir):
-        shutil.rmtree(_multiproc_dir)
-    os.makedirs(_multiproc_dir, exist_ok=True)
-
-
-def child_exit(server, worker):
-    # Drop the dead worker's live gauges (in-flight requests, build info);
-    # its counters and histograms stay in the totals.
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid, _multiproc_dir)
-
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="prometheus-multiproc-"))
 
 # The master's own lines (start-up, worker exits) as JSON lines too, like
 # everything the workers log once Django has applied settings.LOGGING. The

@@ -66,7 +66,14 @@ def test_default_checks_pass(http):
     assert response.status_code == 200
     data = body(response)
     assert data["status"] == "pass"
-    assert set(data["checks"]) == {"database", "cache", "migrations", "disk", "memory"}
+    assert set(data["checks"]) == {
+        "database",
+        "cache",
+        "migrations",
+        "disk",
+        "memory",
+        "metrics_store",
+    }
     (database,) = data["checks"]["database"]
     assert database["componentId"] == "default"
     assert database["status"] == "pass"

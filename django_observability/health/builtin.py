@@ -203,6 +203,49 @@ class DiskCheck(HealthCheck):
         )
 
 
+class MetricsStoreCheck(HealthCheck):
+    """The multiprocess metrics store (``PROMETHEUS_MULTIPROC_DIR``): writable, with room.
+
+    Fails when a file cannot be made there with its space reserved, or when
+    this process holds values it could not store; warns when less than
+    ``warn_free_mib`` MiB are free. Passes with a note outside multiprocess
+    mode. Requests are served whatever it says (values that cannot be stored
+    are kept in memory): it tells readiness and alerts that metrics are being
+    lost before anyone misses them.
+    """
+
+    warn_free_mib: float = 16.0
+    component_type = "system"
+
+    def run(self) -> Component:
+        from django_observability.metrics_store import store_state
+
+        state = store_state()
+        if state is None:
+            return Component(
+                component_type=self.component_type,
+                output="not in multiprocess mode: nothing to check",
+            )
+        free_mib = None if state.free_bytes is None else round(state.free_bytes / 2**20, 1)
+        if not state.writable:
+            status = FAIL
+            output = f"cannot write: {state.error}"
+        elif free_mib is not None and free_mib < self.warn_free_mib:
+            status = WARN
+            output = f"{free_mib} MiB free"
+        else:
+            status, output = PASS, None
+        # No componentId: a server path is not for strangers ("python -m
+        # django_observability.metrics_store status" tells operators).
+        return Component(
+            status=status,
+            component_type=self.component_type,
+            observed_value=free_mib,
+            observed_unit="MiB" if free_mib is not None else None,
+            output=output,
+        )
+
+
 def cgroup_memory(root: str = "/sys/fs/cgroup") -> tuple[int, int] | None:
     """(working set, limit) in bytes of this container's cgroup, if it has a limit."""
     v1 = os.path.join(root, "memory")
