@@ -318,6 +318,15 @@ def read_file(path: str) -> list[tuple[str, float, float]]:
     return [(k, v, ts) for k, v, ts, _ in MmapedDict.read_all_values_from_file(path)]
 
 
+def _readable_rows(path: str) -> list[tuple[str, float, float]]:
+    """The rows of a file to compact; none from a damaged one (a scrape skips it too)."""
+    try:
+        return read_file(path)
+    except (struct.error, RuntimeError, UnicodeDecodeError) as exc:
+        _log_damaged(path, exc)
+        return []
+
+
 def _write_file(path: str, rows: Iterable[tuple[str, float, float]]) -> None:
     """A new store file at ``path`` holding ``rows``, with its space reserved first."""
     entries = []
@@ -502,6 +511,15 @@ def _total(values_: list[float]) -> float:
         return sum(values_)
 
 
+_damaged: set[str] = set()
+
+
+def _log_damaged(path: str, exc: Exception) -> None:
+    if path not in _damaged:
+        _damaged.add(path)
+        logger.error("django_observability: skipped a damaged metrics file %s: %s", path, exc)
+
+
 def merge(paths: Iterable[str]) -> list[Metric]:
     """The families of ``paths`` merged, as ``MultiProcessCollector.merge`` with exact sums."""
     metrics: dict[str, Metric] = {}
@@ -512,12 +530,16 @@ def merge(paths: Iterable[str]) -> list[Metric]:
     for path in paths:
         typ, mode, pid = _file_kind(path)
         try:
-            rows = MmapedDict.read_all_values_from_file(path)
-            rows = list(rows)
+            rows = list(MmapedDict.read_all_values_from_file(path))
         except FileNotFoundError:
             if typ == "gauge" and mode.startswith("live"):
                 continue  # removed by mark_process_dead between listing and reading
             raise
+        except (struct.error, RuntimeError, UnicodeDecodeError) as exc:
+            # Cut short (a writer killed while making it): unreadable is better
+            # than a scrape that fails until someone removes it.
+            _log_damaged(path, exc)
+            continue
         for key, value, timestamp, _ in rows:
             entry = parsed.get(key)
             if entry is None:
@@ -764,7 +786,7 @@ def _compact_locked(path: str, me: int) -> int:
                 sources = [os.path.join(path, n) for n in group]
                 if archive in names or os.path.exists(os.path.join(path, archive)):
                     sources.insert(0, os.path.join(path, archive))
-                rows = _merge_rows(kind, (read_file(s) for s in sources))
+                rows = _merge_rows(kind, (_readable_rows(s) for s in sources))
                 _write_file(os.path.join(path, archive + NEW), rows)
                 archives.append(archive)
             _write_journal(path, archives, absorbed)
