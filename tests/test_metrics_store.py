@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # One worker's life: counters, a histogram with float observations (so the
 # sums are not integers), a summary, and a gauge of every multiprocess mode.
-WRITER = """
+WRITER = f"""
 import sys
-sys.path.insert(0, {repo!r})
+sys.path.insert(0, {str(REPO)!r})
 from django_observability import metrics_store
 metrics_store.install()
 from prometheus_client import Counter, Gauge, Histogram, Summary
@@ -52,7 +52,7 @@ for i in range(n):
 Counter("zero", "Never incremented.", ["kind"]).labels("z")
 for mode in ("all", "liveall", "livesum", "sum", "min", "max", "mostrecent", "livemostrecent"):
     Gauge("g_" + mode, "A gauge.", multiprocess_mode=mode).set(n)
-""".format(repo=str(REPO))
+"""
 
 
 def write(directory: Path, *counts: int) -> None:
@@ -101,7 +101,9 @@ def test_compaction_keeps_every_total_exact_and_bounds_the_files(tmp_path):
     assert after["jobs_total{kind=a}"] + after["jobs_total{kind=b}"] == sum(range(1, 21))
     assert after["latency_seconds_count{route=/x/}"] == sum(range(1, 21))
     assert after["zero_total{kind=z}"] == 0  # a series that exists stays, even at zero
-    assert after["g_max{}"] == 20 and after["g_min{}"] == 1 and after["g_sum{}"] == 210
+    assert after["g_max{}"] == 20
+    assert after["g_min{}"] == 1
+    assert after["g_sum{}"] == 210
     assert after["g_mostrecent{}"] == 20  # the last writer's
     # One archive per kind that outlives its process, nothing else.
     assert db_files(tmp_path) == [
@@ -303,9 +305,11 @@ def test_a_busy_lock_bounds_compaction_and_reading(tmp_path):
         with pytest.raises(metrics_store.StoreBusy):
             compact_dead(str(tmp_path), timeout=0.05)
         assert metrics_store.mark_dead(0, str(tmp_path), timeout=0.05) == 0
-        with pytest.raises(metrics_store.StoreBusy):
-            with metrics_store._locked(str(tmp_path), exclusive=False, timeout=0.05):
-                pass
+        with (
+            pytest.raises(metrics_store.StoreBusy),
+            metrics_store._locked(str(tmp_path), exclusive=False, timeout=0.05),
+        ):
+            pass
     finally:
         os.close(fd)
 
@@ -331,9 +335,12 @@ def test_clear_makes_a_missing_directory(tmp_path):
 def test_state_and_its_gauges(tmp_path):
     write(tmp_path, 2)
     state = metrics_store.store_state(str(tmp_path))
-    assert state is not None and state.writable and state.exists
+    assert state is not None
+    assert state.writable
+    assert state.exists
     assert state.files == len(db_files(tmp_path))
-    assert state.size_bytes > 0 and state.free_bytes > 0
+    assert state.size_bytes > 0
+    assert state.free_bytes > 0
     families = {f.name: f for f in StoreStateCollector(str(tmp_path), "shop").collect()}
     assert families["shop_django_observability_metrics_store_writable"].samples[0].value == 1
     assert families["shop_django_observability_metrics_store_files"].samples[0].value == state.files
@@ -342,7 +349,9 @@ def test_state_and_its_gauges(tmp_path):
 
 def test_state_of_a_missing_directory(tmp_path):
     state = metrics_store.store_state(str(tmp_path / "gone"))
-    assert state is not None and not state.exists and not state.writable
+    assert state is not None
+    assert not state.exists
+    assert not state.writable
 
 
 def test_command_line(tmp_path, capsys):
@@ -351,7 +360,8 @@ def test_command_line(tmp_path, capsys):
     assert "compacted 2" in capsys.readouterr().out
     assert metrics_store.main(["status", str(tmp_path)]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["writable"] is True and status["files"] == len(db_files(tmp_path))
+    assert status["writable"] is True
+    assert status["files"] == len(db_files(tmp_path))
     assert metrics_store.main(["clear", str(tmp_path)]) == 0
     assert db_files(tmp_path) == []
 
@@ -377,9 +387,9 @@ def small_tmpfs(path: Path, size: str = "1m"):
         subprocess.run(["umount", "-l", str(path)], timeout=30, check=False)
 
 
-FILLER = """
+FILLER = f"""
 import sys
-sys.path.insert(0, {repo!r})
+sys.path.insert(0, {str(REPO)!r})
 from django_observability import metrics_store
 if sys.argv[1] == "ours":
     metrics_store.install()
@@ -396,7 +406,7 @@ if sys.argv[1] == "ours":
     time.sleep(metrics_store.RETRY_SECONDS + 0.1)
     c.labels("after").inc()
     print("unstored", metrics_store.unstored(), flush=True)
-""".format(repo=str(REPO))
+"""
 
 
 def test_a_full_file_system_costs_metrics_not_the_process(tmp_path):
@@ -467,6 +477,8 @@ def test_a_read_only_store_costs_metrics_not_the_process(tmp_path):
         assert metrics_store.mark_dead(0, str(view)) == 0
         assert not metrics_store.clear(str(view))
         state = metrics_store.store_state(str(view))
-        assert state is not None and not state.writable and "Read-only" in (state.error or "")
+        assert state is not None
+        assert not state.writable
+        assert "Read-only" in (state.error or "")
     finally:
         subprocess.run(["umount", "-l", str(view)], timeout=30, check=False)
