@@ -327,7 +327,7 @@ def _readable_rows(path: str) -> list[tuple[str, float, float]]:
         return []
 
 
-def _write_file(path: str, rows: Iterable[tuple[str, float, float]]) -> None:
+def write_file(path: str, rows: Iterable[tuple[str, float, float]]) -> None:
     """A new store file at ``path`` holding ``rows``, with its space reserved first."""
     entries = []
     for key, value, timestamp in rows:
@@ -377,7 +377,7 @@ class StoreBusy(Exception):
 
 
 @contextlib.contextmanager
-def _locked(path: str, exclusive: bool, timeout: float) -> Iterator[bool]:
+def locked(path: str, exclusive: bool, timeout: float) -> Iterator[bool]:
     """Holds the store's lock; yields whether a lock is held at all.
 
     A directory where the lock file cannot be created (read-only) has no lock:
@@ -387,11 +387,11 @@ def _locked(path: str, exclusive: bool, timeout: float) -> Iterator[bool]:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
+        if exclusive:
+            raise  # why it cannot be changed (read-only, missing...), not why no lock
         try:
             fd = os.open(lock_path, os.O_RDONLY)
         except OSError:
-            if exclusive:
-                raise
             yield False
             return
     try:
@@ -488,7 +488,7 @@ class StoreCollector:
                 _log_store_error("could not compact the metrics store", self.path, exc)
             except Exception:
                 logger.exception("django_observability: compaction at scrape time failed")
-        with _locked(self.path, exclusive=False, timeout=READ_LOCK_TIMEOUT):
+        with locked(self.path, exclusive=False, timeout=READ_LOCK_TIMEOUT):
             return merge(files_to_read(self.path))
 
 
@@ -734,7 +734,7 @@ def compact_dead(
     exemplars = [n for n in names if _dead_exemplar_file(n, me)]
     if not gone and not stray and not exemplars:
         return 0
-    with _locked(path, exclusive=True, timeout=timeout):
+    with locked(path, exclusive=True, timeout=timeout):
         return _compact_locked(path, me)
 
 
@@ -787,7 +787,7 @@ def _compact_locked(path: str, me: int) -> int:
                 if archive in names or os.path.exists(os.path.join(path, archive)):
                     sources.insert(0, os.path.join(path, archive))
                 rows = _merge_rows(kind, (_readable_rows(s) for s in sources))
-                _write_file(os.path.join(path, archive + NEW), rows)
+                write_file(os.path.join(path, archive + NEW), rows)
                 archives.append(archive)
             _write_journal(path, archives, absorbed)
         except BaseException:
@@ -889,7 +889,7 @@ def clear(path: str | None = None) -> bool:
         return False
     try:
         os.makedirs(path, exist_ok=True)
-        with _locked(path, exclusive=True, timeout=COMPACT_LOCK_TIMEOUT):
+        with locked(path, exclusive=True, timeout=COMPACT_LOCK_TIMEOUT):
             for name in os.listdir(path):
                 if _OURS.fullmatch(name):
                     with contextlib.suppress(FileNotFoundError):

@@ -280,7 +280,7 @@ def test_scrape_compacts_only_where_processes_are_named_by_pid(tmp_path, monkeyp
     registry.register(StoreCollector(str(tmp_path)))
     generate_latest(registry)
     assert len(db_files(tmp_path)) > 7  # nothing compacted: this process writes no files
-    metrics_store._write_file(str(tmp_path / f"gauge_livesum_{os.getpid()}.db"), [])
+    metrics_store.write_file(str(tmp_path / f"gauge_livesum_{os.getpid()}.db"), [])
     generate_latest(registry)
     assert "counter_archive.db" in db_files(tmp_path)
 
@@ -307,7 +307,7 @@ def test_a_busy_lock_bounds_compaction_and_reading(tmp_path):
         assert metrics_store.mark_dead(0, str(tmp_path), timeout=0.05) == 0
         with (
             pytest.raises(metrics_store.StoreBusy),
-            metrics_store._locked(str(tmp_path), exclusive=False, timeout=0.05),
+            metrics_store.locked(str(tmp_path), exclusive=False, timeout=0.05),
         ):
             pass
     finally:
