@@ -66,6 +66,9 @@ DEFAULT_HEALTH_CHECKS: dict[str, Any] = {
 DEFAULT_HEALTH_READINESS_CHECKS: tuple[str, ...] = ("database", "cache", "migrations")
 SHOW_DETAILS_CHOICES = ("never", "authorized", "always")
 
+# Seconds a process may spend exporting its last spans as it exits.
+DEFAULT_TRACING_EXIT_TIMEOUT = 1.0
+
 
 class Settings:
     """One property per ``OBSERVABILITY_*`` setting, with its default."""
@@ -198,6 +201,10 @@ class Settings:
     @property
     def TRACING_EXPORT_TIMEOUT(self) -> float | None:
         return getattr(settings, "OBSERVABILITY_TRACING_EXPORT_TIMEOUT", None)
+
+    @property
+    def TRACING_EXIT_TIMEOUT(self) -> float:
+        return getattr(settings, "OBSERVABILITY_TRACING_EXIT_TIMEOUT", DEFAULT_TRACING_EXIT_TIMEOUT)
 
     @property
     def TRACING_DB_SPANS(self) -> bool:
@@ -464,6 +471,7 @@ VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
     "TRACING_DB_SPANS": ("E045", _bool),
     "DB_METRICS": ("E046", _bool),
     "ACCESS_LOG": ("E047", _bool),
+    "TRACING_EXIT_TIMEOUT": ("E048", _positive_number),
     "AUDIT_MODELS": ("E050", _model_labels),
     "AUTH_EVENTS": ("E051", _bool),
     "SECURITY_EVENTS": ("E052", _bool),

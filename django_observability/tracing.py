@@ -21,13 +21,15 @@ import contextlib
 import functools
 import logging
 import math
+import mmap
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from django_observability.conf import conf, valid_or_default
+from django_observability.conf import DEFAULT_TRACING_EXIT_TIMEOUT, conf, valid_or_default
 
 logger = logging.getLogger("django_observability.tracing")
 
@@ -199,6 +201,108 @@ def sample_ratio() -> float:
     return 1.0
 
 
+# --- how exports end, shared by the processes of one server ---------------------------
+
+OUTCOME_NONE, OUTCOME_OK, OUTCOME_FAILED = 0, 1, 2
+# One byte per kind of exporter: each kind sends to its own place.
+_OUTCOME_SLOTS = {"console": 0, "otlp": 1}
+_OTHER_SLOT = 2
+
+
+class _SharedOutcomes:
+    """How the last finished export of each kind of exporter ended.
+
+    The bytes live in an anonymous shared mapping made when this module is
+    imported. gunicorn imports it in the master (``--preload``, or a
+    ``gunicorn.conf.py`` that imports it), so every worker forked later reads
+    and writes the same bytes: a worker replacing one that found the collector
+    silent knows it before its own first export, which comes seconds later.
+    Otherwise each process knows its own exports only. A byte is written and
+    read in one piece, so no lock is needed across processes.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self._bytes: mmap.mmap | bytearray
+        try:
+            self._bytes = mmap.mmap(-1, size)  # MAP_SHARED | MAP_ANONYMOUS on POSIX
+        except (OSError, ValueError):  # pragma: no cover - no anonymous mappings here
+            self._bytes = bytearray(size)
+
+    def get(self, slot: int) -> int:
+        return self._bytes[slot]
+
+    def set(self, slot: int, outcome: int) -> None:
+        self._bytes[slot] = outcome
+
+    def clear(self) -> None:
+        for slot in range(len(self._bytes)):
+            self._bytes[slot] = OUTCOME_NONE
+
+
+_outcomes = _SharedOutcomes()
+
+
+class _RecordingExporter:
+    """The exporter a process made, remembering how each of its exports ended.
+
+    A result other than ``SUCCESS`` (the OTLP exporters return ``FAILURE``
+    once their timeout has passed) and an exception both count as failed.
+    ``wake`` is set when an export fails, so that a flush at exit waiting
+    for this exporter stops at once instead of waiting for the next batch.
+    """
+
+    def __init__(self, exporter: Any, slot: int) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.exporter = exporter
+        self.slot = slot
+        self.in_flight = 0  # spans in exports that have not returned yet
+        self.failed_spans = 0  # spans of this process's exports that failed
+        self.wake: threading.Event | None = None
+        self._success = SpanExportResult.SUCCESS
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        count = len(spans)
+        with self._lock:
+            self.in_flight += count
+        succeeded = False
+        try:
+            result = self.exporter.export(spans)
+            succeeded = result == self._success
+            return result
+        finally:
+            # The outcome first: once in_flight drops, the outcome is known.
+            _outcomes.set(self.slot, OUTCOME_OK if succeeded else OUTCOME_FAILED)
+            with self._lock:
+                self.in_flight -= count
+                if not succeeded:
+                    self.failed_spans += count
+            wake = self.wake
+            if not succeeded and wake is not None:
+                wake.set()
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        # The batch processor passes what is left of its own timeout to
+        # exporters whose shutdown takes one (the gRPC exporter's does).
+        if timeout_millis is not None and _accepts_timeout(self.exporter.shutdown):
+            self.exporter.shutdown(timeout_millis=timeout_millis)
+        else:
+            self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.exporter.force_flush(timeout_millis))
+
+
+def _accepts_timeout(method: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        return "timeout_millis" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 # --- the provider ------------------------------------------------------------------
 
 
@@ -207,14 +311,20 @@ class PerProcessSpanProcessor:
 
     ``make_exporter`` runs on the first span a process ends; after a fork the
     child makes its own (the parent's HTTP connections and gRPC channels are
-    not usable there).
+    not usable there). ``name`` (``"otlp"``, ``"console"``) says which shared
+    record of export outcomes the process's exports update.
     """
 
-    def __init__(self, make_exporter: Callable[[], Any], **batch_options: Any) -> None:
+    def __init__(
+        self, make_exporter: Callable[[], Any], *, name: str = "", **batch_options: Any
+    ) -> None:
         self._make_exporter = make_exporter
         self._batch_options = batch_options
+        self._slot = _OUTCOME_SLOTS.get(name, _OTHER_SLOT)
         self._pid = 0
         self._processor: Any = None
+        self._recorder: _RecordingExporter | None = None
+        self._abandoned_in = 0  # pid of a process that gave up on this processor's spans
         self._lock = threading.Lock()
 
     def _current(self) -> Any:
@@ -225,7 +335,9 @@ class PerProcessSpanProcessor:
             if self._processor is None or self._pid != os.getpid():
                 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-                self._processor = BatchSpanProcessor(self._make_exporter(), **self._batch_options)
+                recorder = _RecordingExporter(self._make_exporter(), self._slot)
+                self._processor = BatchSpanProcessor(recorder, **self._batch_options)
+                self._recorder = recorder
                 self._pid = os.getpid()
             return self._processor
 
@@ -242,6 +354,8 @@ class PerProcessSpanProcessor:
             logger.exception("could not hand a span to the exporter")
 
     def shutdown(self) -> None:
+        if self._abandoned_in == os.getpid():
+            return  # flush_on_exit gave up on these spans: no export, no wait
         if self._processor is not None and self._pid == os.getpid():
             self._processor.shutdown()
 
@@ -249,6 +363,62 @@ class PerProcessSpanProcessor:
         if self._processor is not None and self._pid == os.getpid():
             return bool(self._processor.force_flush(timeout_millis))
         return True
+
+    # what flush_on_exit needs to know
+
+    @property
+    def active(self) -> bool:
+        """Whether this process has handed this processor a span (and so made an exporter)."""
+        return self._processor is not None and self._pid == os.getpid()
+
+    @property
+    def last_export_failed(self) -> bool:
+        """Whether the last export that finished, in this process or a sibling, failed."""
+        return _outcomes.get(self._slot) == OUTCOME_FAILED
+
+    @property
+    def recorder(self) -> _RecordingExporter | None:
+        return self._recorder if self.active else None
+
+    def abandon(self) -> None:
+        """Make :meth:`shutdown` a no-op in this process: its spans are given up."""
+        self._abandoned_in = os.getpid()
+
+    def unexported(self) -> int:
+        """Spans of this process not exported yet: queued, or in an export not finished."""
+        recorder = self.recorder
+        if recorder is None:
+            return 0
+        # The queue is the SDK's; read defensively, as its layout may change.
+        queue = getattr(getattr(self._processor, "_batch_processor", None), "_queue", None)
+        try:
+            queued = len(queue) if queue is not None else 0
+        except TypeError:
+            queued = 0
+        return queued + recorder.in_flight
+
+    def shutdown_blocking(self, timeout: float) -> bool:
+        """Shut down in the calling thread, joining the export thread ``timeout`` s at most.
+
+        For where no thread can be started (``atexit`` on Python 3.12.0 and
+        3.12.1): the SDK's batch processor takes a timeout there, though
+        ``BatchSpanProcessor.shutdown()`` passes none (30 s). ``False`` when
+        the SDK has no such method (nothing is done then).
+        """
+        if not self.active:
+            return True
+        inner = getattr(self._processor, "_batch_processor", None)
+        shutdown = getattr(inner, "shutdown", None)
+        if shutdown is None or not _accepts_timeout(shutdown):
+            return False
+        shutdown(timeout_millis=max(0.0, timeout) * 1000)
+        return True
+
+
+# build_provider() -> the processors it added, for flush_on_exit().
+_our_processors: weakref.WeakKeyDictionary[Any, list[PerProcessSpanProcessor]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _one_line(span: Any) -> str:
@@ -313,11 +483,14 @@ def build_provider(exporter: str | Sequence[str] | None = None) -> Any:
         names: Sequence[str] = exporter_names()
     else:
         names = (exporter,) if isinstance(exporter, str) else exporter
+    ours = _our_processors.setdefault(provider, [])
     for name in names:
         if name in ("console", "otlp"):
             # The batch processor's own options (queue size, batch size, delay)
             # come from the OTEL_BSP_* variables, or the SDK's defaults.
-            provider.add_span_processor(PerProcessSpanProcessor(_make_exporter(name)))
+            processor = PerProcessSpanProcessor(_make_exporter(name), name=name)
+            provider.add_span_processor(processor)
+            ours.append(processor)
     return provider
 
 
@@ -351,7 +524,8 @@ def setup() -> Any:
             return current
         _installed_provider = provider
         _cache.next_check = 0.0
-        atexit.register(_flush_at_exit, provider)
+        # Bounded like gunicorn's worker_exit hook; whichever runs first flushes.
+        atexit.register(flush_on_exit)
         logger.info("tracing: exporting spans with %s", ", ".join(names))
         return provider
 
@@ -371,9 +545,186 @@ def _set_propagators() -> None:
     )
 
 
-def _flush_at_exit(provider: Any) -> None:
-    with contextlib.suppress(Exception):
-        provider.shutdown()
+# --- the flush at exit -------------------------------------------------------------
+
+_exit_lock = threading.Lock()
+_exit_pid = 0  # the process that has flushed (a child forked from it has not)
+_exit_result = True
+
+
+def _new_exit_lock() -> None:
+    # A fork while another thread held the lock would leave the child's copy held.
+    global _exit_lock
+    _exit_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_exit_lock)
+
+
+def exit_timeout() -> float:
+    """Seconds the flush at exit may wait in all: ``OBSERVABILITY_TRACING_EXIT_TIMEOUT``."""
+    try:
+        return float(valid_or_default("TRACING_EXIT_TIMEOUT", DEFAULT_TRACING_EXIT_TIMEOUT))
+    except Exception:  # settings not configured (a process that never set Django up)
+        return DEFAULT_TRACING_EXIT_TIMEOUT
+
+
+def flush_on_exit(timeout: float | None = None) -> bool:
+    """Export this process's last spans as it exits, waiting ``timeout`` seconds at most.
+
+    For the provider :func:`setup` installed: its span processors are flushed
+    and shut down, all of them within ``timeout`` seconds in total (default
+    ``OBSERVABILITY_TRACING_EXIT_TIMEOUT``, 1 s). It does not wait at all for
+    an exporter whose last finished export failed (a timeout counts as a
+    failure), in this process or in another worker forked from the same
+    gunicorn master: their queued spans are dropped at once. An export that
+    fails while it waits ends the wait. What is dropped, and why, is logged
+    once, as a warning.
+
+    gunicorn's ``worker_exit`` hook (``django_observability.gunicorn``) calls
+    it; so does ``atexit``. Only the first call in a process does anything;
+    later ones return its result. Never raises. Returns ``True`` when no span
+    was lost (also when there was nothing to export), else ``False``.
+
+    Why a bound: the SDK's own shutdown waits for the export in progress and
+    then exports what is queued, one batch after another, each up to the
+    export timeout (``BatchSpanProcessor.shutdown()`` joins its thread for up
+    to 30 s). With a collector that accepts connections and never answers,
+    that held every exiting gunicorn worker for twice the export timeout or
+    more, and gunicorn does not replace a worker before it is gone. The
+    shutdown runs in a daemon thread; once the time is up it is left behind,
+    and it cannot keep the process alive.
+    """
+    global _exit_pid, _exit_result
+    try:
+        with _exit_lock:
+            pid = os.getpid()
+            if _exit_pid == pid:
+                return _exit_result
+            _exit_pid, _exit_result = pid, False
+            _exit_result = _flush_within(timeout)
+            return _exit_result
+    except Exception:
+        with contextlib.suppress(Exception):
+            logger.exception("tracing: the flush at exit failed; unexported spans are dropped")
+        return False
+
+
+def _budget(timeout: float | None) -> float:
+    if timeout is None:
+        return exit_timeout()
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if math.isnan(seconds) or seconds == math.inf:
+        _warn_once(
+            "flush_on_exit(timeout=%r) is not a number of seconds; using the setting", timeout
+        )
+        return exit_timeout()
+    return max(0.0, seconds)
+
+
+class _Flush:
+    """One flush at exit: the shutdown thread, and what woke the caller up."""
+
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+        self.wake = threading.Event()  # the shutdown finished, or an export failed
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.provider.shutdown()
+        except Exception:
+            logger.exception("tracing: shutting the span processors down failed")
+        finally:
+            self.finished.set()
+            self.wake.set()
+
+    def start(self) -> bool:
+        """Start the shutdown in a daemon thread; ``False`` where no thread can start."""
+        thread = threading.Thread(
+            target=self.run, name="django-observability-exit-flush", daemon=True
+        )
+        try:
+            thread.start()
+        except RuntimeError:
+            # Python 3.12.0 and 3.12.1 refuse new threads once the interpreter
+            # is shutting down, which includes atexit callbacks.
+            return False
+        return True
+
+
+def _flush_within(timeout: float | None) -> bool:
+    provider = _installed_provider
+    if provider is None:
+        return True  # nothing of ours in this process
+    budget = _budget(timeout)
+    started = time.monotonic()
+    ours = [p for p in _our_processors.get(provider, ()) if p.active]
+    given_up: list[PerProcessSpanProcessor] = []
+    waiting: list[PerProcessSpanProcessor] = []
+    for processor in ours:  # each outcome read once: a sibling may write it meanwhile
+        (given_up if processor.last_export_failed else waiting).append(processor)
+    reasons: list[str] = []
+    dropped = 0
+    if given_up:
+        reasons.append("the last export failed")
+    if waiting and budget <= 0:
+        reasons.append("no time to wait (timeout 0)")
+        given_up, waiting = ours, []
+    for processor in given_up:
+        dropped += processor.unexported()
+        processor.abandon()
+
+    recorders = [p.recorder for p in waiting if p.recorder is not None]
+    failed_before = sum(r.failed_spans for r in recorders)
+    flush = _Flush(provider)
+    for recorder in recorders:
+        recorder.wake = flush.wake
+    # Not at all when every exporter of ours has failed; processors the project
+    # added to our provider itself get the time when there is nothing of ours.
+    wait = budget if waiting or not given_up else 0.0
+    if flush.start():
+        flush.wake.wait(wait)
+        finished = flush.finished.is_set()
+    else:
+        finished = _flush_in_this_thread(waiting, started + wait)
+    failed = sum(r.failed_spans for r in recorders) - failed_before
+    if failed:
+        reasons.append("an export failed at exit")
+        dropped += failed
+    if not finished and waiting:
+        if not failed:
+            reasons.append(f"the collector did not answer within {wait:g} s")
+        for processor in waiting:
+            dropped += processor.unexported()
+            processor.abandon()
+    for recorder in recorders:
+        recorder.wake = None
+    if dropped:
+        logger.warning(
+            "tracing: %s; %d spans dropped at exit (waited %.2f s of at most %g s, "
+            "OBSERVABILITY_TRACING_EXIT_TIMEOUT)",
+            " and ".join(reasons),
+            dropped,
+            time.monotonic() - started,
+            budget,
+        )
+    return dropped == 0 and (finished or not waiting)
+
+
+def _flush_in_this_thread(waiting: Sequence[PerProcessSpanProcessor], deadline: float) -> bool:
+    """The bounded shutdown of our processors, for where no thread can start."""
+    finished = True
+    for processor in waiting:
+        if not processor.shutdown_blocking(deadline - time.monotonic()):
+            processor.abandon()
+        if processor.unexported():
+            finished = False
+    return finished
 
 
 # --- what the middleware and the helpers use -------------------------------------------
@@ -532,4 +883,11 @@ def set_error(span: Any, exc: BaseException | None, error_type: str) -> None:
         span.record_exception(exc)
 
 
-__all__ = ["get_tracer", "setup", "trace_operation", "traced", "use_tracer_provider"]
+__all__ = [
+    "flush_on_exit",
+    "get_tracer",
+    "setup",
+    "trace_operation",
+    "traced",
+    "use_tracer_provider",
+]
