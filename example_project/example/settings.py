@@ -129,6 +129,8 @@ OBSERVABILITY_HEALTH_CHECKS = {
         {"path": str(BASE_DIR), "warn_percent": 90, "fail_percent": 97},
     ),
     "memory": "django_observability.health.builtin.MemoryCheck",
+    # Prometheus multiprocess mode: the store is writable and has room.
+    "metrics_store": "django_observability.health.builtin.MetricsStoreCheck",
     "storage": "django_observability.health.builtin.StorageCheck",
     "inventory": ("shop.health.inventory_service", {"timeout": 0.3}),
 }
