@@ -39,7 +39,8 @@ State
     gauges computed at scrape time, since a store that cannot be written cannot
     hold its own gauges.
 
-Tested with prometheus_client 0.20 to 0.26 (the file format is the same in all).
+Tested with prometheus_client 0.23 and 0.26 (the file format is the same in all
+releases since 0.4); ``pyproject.toml`` caps the version below the next release.
 """
 
 from __future__ import annotations
