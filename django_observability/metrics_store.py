@@ -474,12 +474,14 @@ class StoreCollector:
     """
 
     def __init__(self, path: str, compact: bool = True) -> None:
-        if not os.path.isdir(path):
-            raise ValueError(f"{ENVIRON}={path!r} is not a directory")
         self.path = path
         self.compact = compact
 
     def collect(self) -> list[Metric]:
+        if not os.path.isdir(self.path):
+            # Nothing stored (the state gauges say why); a scrape still answers.
+            _log_store_error("no metrics store at", self.path, FileNotFoundError(2, "missing"))
+            return []
         if self.compact:
             try:
                 compact_dead(self.path, only_if_pid_named=True)

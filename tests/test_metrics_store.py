@@ -482,3 +482,11 @@ def test_a_read_only_store_costs_metrics_not_the_process(tmp_path):
         assert "Read-only" in (state.error or "")
     finally:
         subprocess.run(["umount", "-l", str(view)], timeout=30, check=False)
+
+
+def test_a_missing_store_is_scraped_empty(tmp_path):
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(str(tmp_path / "gone")))
+    registry.register(StoreStateCollector(str(tmp_path / "gone")))
+    text = generate_latest(registry).decode()
+    assert "django_observability_metrics_store_writable 0.0" in text

@@ -218,3 +218,29 @@ def test_multiprocess_mode_aggregates_every_process(tmp_path, monkeypatch):
     # Served from a fresh registry: this process's own default registry
     # (where the in-process metrics live) is not mixed in.
     assert "python_info" not in parsed
+
+
+def test_multiprocess_mode_serves_the_stores_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    parsed = families(Client().get("/metrics", headers=TOKEN).content)
+    (writable,) = parsed["django_observability_metrics_store_writable"].samples
+    assert writable.value == 1
+    assert parsed["django_observability_metrics_store_free_bytes"].samples[0].value > 0
+
+
+def test_a_store_locked_for_too_long_fails_the_scrape(tmp_path, monkeypatch):
+    """A stuck compaction: 503, not totals read while files move."""
+    import fcntl
+
+    from django_observability import metrics_store
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(metrics_store, "READ_LOCK_TIMEOUT", 0.05)
+    fd = os.open(tmp_path / metrics_store.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        response = Client().get("/metrics", headers=TOKEN)
+    finally:
+        os.close(fd)
+    assert response.status_code == 503
+    assert Client().get("/metrics", headers=TOKEN).status_code == 200
