@@ -23,6 +23,7 @@ import logging
 import math
 import mmap
 import os
+import struct
 import threading
 import time
 import weakref
@@ -204,39 +205,55 @@ def sample_ratio() -> float:
 # --- how exports end, shared by the processes of one server ---------------------------
 
 OUTCOME_NONE, OUTCOME_OK, OUTCOME_FAILED = 0, 1, 2
-# One byte per kind of exporter: each kind sends to its own place.
+# One record per kind of exporter: each kind sends to its own place.
 _OUTCOME_SLOTS = {"console": 0, "otlp": 1}
 _OTHER_SLOT = 2
+# A failure older than this is forgotten: the next exit tries the collector
+# again (within its bound). Workers that never live long enough to export on
+# the batch processor's schedule would otherwise never find out it is back.
+FAILURE_MEMORY = 10.0  # seconds
 
 
 class _SharedOutcomes:
-    """How the last finished export of each kind of exporter ended.
+    """How, and when, the last finished export of each kind of exporter ended.
 
-    The bytes live in an anonymous shared mapping made when this module is
+    The records live in an anonymous shared mapping made when this module is
     imported. gunicorn imports it in the master (``--preload``, or a
     ``gunicorn.conf.py`` that imports it), so every worker forked later reads
-    and writes the same bytes: a worker replacing one that found the collector
-    silent knows it before its own first export, which comes seconds later.
-    Otherwise each process knows its own exports only. A byte is written and
-    read in one piece, so no lock is needed across processes.
+    and writes the same records: a worker replacing one that found the
+    collector silent knows it at once, though its own first export would come
+    seconds later. Otherwise each process knows its own exports only.
+
+    A record is an outcome byte and a ``time.monotonic()`` reading (the same
+    clock in every process of a machine), written without a lock across
+    processes: a read that races a write can only change whether one exit
+    waits, never for how long.
     """
 
-    def __init__(self, size: int = 8) -> None:
+    _RECORD = struct.Struct("<B7xd")  # outcome, padding, when
+
+    def __init__(self, slots: int = 4) -> None:
+        size = self._RECORD.size * slots
         self._bytes: mmap.mmap | bytearray
         try:
             self._bytes = mmap.mmap(-1, size)  # MAP_SHARED | MAP_ANONYMOUS on POSIX
         except (OSError, ValueError):  # pragma: no cover - no anonymous mappings here
             self._bytes = bytearray(size)
 
-    def get(self, slot: int) -> int:
-        return self._bytes[slot]
+    def get(self, slot: int) -> tuple[int, float]:
+        """(outcome, when) of the slot's last finished export."""
+        outcome, when = self._RECORD.unpack_from(self._bytes, slot * self._RECORD.size)
+        return outcome, when
 
     def set(self, slot: int, outcome: int) -> None:
-        self._bytes[slot] = outcome
+        self._RECORD.pack_into(self._bytes, slot * self._RECORD.size, outcome, time.monotonic())
+
+    def failed_recently(self, slot: int) -> bool:
+        outcome, when = self.get(slot)
+        return outcome == OUTCOME_FAILED and time.monotonic() - when < FAILURE_MEMORY
 
     def clear(self) -> None:
-        for slot in range(len(self._bytes)):
-            self._bytes[slot] = OUTCOME_NONE
+        self._bytes[:] = bytes(len(self._bytes))
 
 
 _outcomes = _SharedOutcomes()
@@ -373,8 +390,13 @@ class PerProcessSpanProcessor:
 
     @property
     def last_export_failed(self) -> bool:
-        """Whether the last export that finished, in this process or a sibling, failed."""
-        return _outcomes.get(self._slot) == OUTCOME_FAILED
+        """Whether the last export that finished, in this process or a sibling, failed
+        (less than :data:`FAILURE_MEMORY` seconds ago)."""
+        return _outcomes.failed_recently(self._slot)
+
+    def record_timeout(self) -> None:
+        """A flush at exit ran out of time: for the next exits, a failed export."""
+        _outcomes.set(self._slot, OUTCOME_FAILED)
 
     @property
     def recorder(self) -> _RecordingExporter | None:
@@ -575,12 +597,18 @@ def flush_on_exit(timeout: float | None = None) -> bool:
 
     For the provider :func:`setup` installed: its span processors are flushed
     and shut down, all of them within ``timeout`` seconds in total (default
-    ``OBSERVABILITY_TRACING_EXIT_TIMEOUT``, 1 s). It does not wait at all for
-    an exporter whose last finished export failed (a timeout counts as a
-    failure), in this process or in another worker forked from the same
-    gunicorn master: their queued spans are dropped at once. An export that
-    fails while it waits ends the wait. What is dropped, and why, is logged
-    once, as a warning.
+    ``OBSERVABILITY_TRACING_EXIT_TIMEOUT``, 1 s; 0 waits for nothing).
+
+    It does not wait at all for an exporter whose last finished export failed
+    less than :data:`FAILURE_MEMORY` (10) seconds ago, in this process or in
+    another worker forked from the same gunicorn master: its queued spans are
+    dropped at once. A failed export is one that returned anything but
+    ``SUCCESS`` (the OTLP exporters give up after their export timeout) or
+    raised, and also a flush at exit that ran out of time: so under a silent
+    collector one exiting worker waits the full time, and the workers exiting
+    after it, its own replacement first, do not. An export that fails while
+    it waits ends the wait. What is dropped, and why, is logged once, as a
+    warning (no endpoint, no headers).
 
     gunicorn's ``worker_exit`` hook (``django_observability.gunicorn``) calls
     it; so does ``atexit``. Only the first call in a process does anything;
@@ -700,7 +728,12 @@ def _flush_within(timeout: float | None) -> bool:
         if not failed:
             reasons.append(f"the collector did not answer within {wait:g} s")
         for processor in waiting:
-            dropped += processor.unexported()
+            unexported = processor.unexported()
+            if unexported and not failed:
+                # The export at exit timed out: the next workers to exit, this
+                # one's replacement first, do not wait for it again.
+                processor.record_timeout()
+            dropped += unexported
             processor.abandon()
     for recorder in recorders:
         recorder.wake = None

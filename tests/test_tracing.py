@@ -839,6 +839,34 @@ def test_no_wait_at_all_when_the_last_export_failed(exiting, caplog):
     assert "the last export failed; 7 spans dropped at exit" in caplog.text
 
 
+def test_a_flush_that_ran_out_of_time_counts_as_a_failed_export(exiting):
+    """The next worker to exit (the replacement of this one, forked from the same
+    master) does not wait for a collector that just let a flush time out."""
+    exporter = ScriptedExporter(then="block")
+    end_spans(exiting(exporter), 3)
+    (processor,) = tracing._our_processors[tracing._installed_provider]
+    assert not processor.last_export_failed
+    assert tracing.flush_on_exit(0.2) is False
+    assert processor.last_export_failed
+
+
+def test_an_old_failure_is_forgotten(exiting, monkeypatch):
+    """Workers that exit before their first scheduled export would otherwise
+    never find out that the collector is back."""
+    exporter = ScriptedExporter("fail", then="ok")
+    tracer = exiting(exporter)
+    end_spans(tracer, 2)
+    tracing._installed_provider.force_flush()
+    (processor,) = tracing._our_processors[tracing._installed_provider]
+    assert processor.last_export_failed
+    monkeypatch.setattr(tracing, "FAILURE_MEMORY", 0.05)
+    time.sleep(0.1)
+    assert not processor.last_export_failed
+    end_spans(tracer, 5)
+    assert tracing.flush_on_exit(5.0) is True
+    assert len(exporter.exported) == 5
+
+
 def test_an_exception_counts_as_a_failed_export(exiting):
     exporter = ScriptedExporter("raise", then="block")
     tracer = exiting(exporter)
