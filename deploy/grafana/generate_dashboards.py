@@ -53,11 +53,20 @@ METRICS = (
     "django_process_cpu_seconds",
     "django_process_open_fds",
     "django_process_threads",
+    "django_observability_metrics_store_writable",
+    "django_observability_metrics_store_free_bytes",
+    "django_observability_metrics_store_files",
+    "django_observability_metrics_store_size_bytes",
 )
 
 REQ = "http_server_request_duration_seconds"
 SIZE = "http_server_response_body_size_bytes"
 DB = "db_client_operation_duration_seconds"
+STORE = "django_observability_metrics_store"
+
+# Thresholds of the metrics store alerts (deploy/prometheus/rules/alerts.yml).
+STORE_LOW_SPACE_BYTES = 32 * 1024 * 1024
+STORE_TOO_MANY_FILES = 1000
 
 
 # --- variables -------------------------------------------------------------------
@@ -862,6 +871,65 @@ def process_db() -> dict[str, Any]:
             [target(f"django_process_threads{{{SEL}}}", per_worker)],
             w=12,
         ),
+        row("Metrics store"),
+        panel(
+            "state-timeline",
+            "Metrics store writable by instance",
+            "can the workers of each instance still store their metrics?",
+            [target(f"min by (instance) ({STORE}_writable{{{SEL}}})", "{{instance}}")],
+            w=24,
+            h=6,
+            defaults={
+                **value_mappings((1, "writable", "green"), (0, "cannot write", "red")),
+                "color": {"mode": "thresholds"},
+                **thresholds((None, "red"), (1, "green")),
+            },
+            options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8},
+            extra_description="Multiprocess mode only (PROMETHEUS_MULTIPROC_DIR), computed at "
+            "each scrape by the worker that answers it: 'cannot write' means no file could be "
+            "made there with its space reserved (full, read-only or missing) or that worker "
+            "holds values it could not store. Requests are still served and the values wait "
+            "in the workers' memory, so counters look flat until they are written. Alert "
+            "DjangoMetricsStoreNotWritable fires after 5 minutes of 'cannot write'.",
+        ),
+        panel(
+            "timeseries",
+            "Metrics store free space",
+            "how much room is left on the file system of each instance's metrics store?",
+            [target(f"{STORE}_free_bytes{{{SEL}}}", "{{instance}}")],
+            w=8,
+            unit="bytes",
+            alert_line=STORE_LOW_SPACE_BYTES,
+            extra_description="Shared with everything else on that file system (/dev/shm: "
+            "64 MiB by default in Docker). Alert DjangoMetricsStoreLowSpace fires below "
+            "32 MiB (dashed line) for 10 minutes; the metrics_store health check warns "
+            "below 16 MiB.",
+        ),
+        panel(
+            "timeseries",
+            "Metrics store files",
+            "is the number of files in each instance's metrics store bounded?",
+            [target(f"{STORE}_files{{{SEL}}}", "{{instance}}")],
+            w=8,
+            alert_line=STORE_TOO_MANY_FILES,
+            extra_description="A few per live worker plus one archive per kind: a level line "
+            "means exited workers are compacted (gunicorn's child_exit hook, or each scrape); "
+            "a line that keeps growing means their files pile up and every scrape reads "
+            "them all. Alert DjangoMetricsStoreTooManyFiles fires above 1000 (dashed line) "
+            "for 30 minutes.",
+        ),
+        panel(
+            "timeseries",
+            "Metrics store size",
+            "how much space does each instance's metrics store take, and does it keep growing?",
+            [target(f"{STORE}_size_bytes{{{SEL}}}", "{{instance}}")],
+            w=8,
+            unit="bytes",
+            extra_description="Space allocated on the file system (every file reserves its "
+            "space, 64 KiB at least). It grows with the number of series and steps up when "
+            "a file doubles; a steady climb with steady traffic is files piling up "
+            "(Metrics store files).",
+        ),
         row("Database"),
         panel(
             "timeseries",
@@ -919,8 +987,8 @@ def process_db() -> dict[str, Any]:
     return dashboard(
         "django-process-db",
         "Django process & database",
-        "Worker processes (memory, CPU, file descriptors, threads), database queries and "
-        "what is running (django-observability).",
+        "Worker processes (memory, CPU, file descriptors, threads), their metrics store, "
+        "database queries and what is running (django-observability).",
         [job_var(), instance_var()],
         panels,
     )
