@@ -23,9 +23,12 @@ What each does:
 
 No hook raises: a store that is missing, read-only or full, or a collector
 that does not answer, is logged and the master and its workers go on.
-prometheus_client and the tracing code are imported inside the hooks, so this
-module can be imported at the top of ``gunicorn.conf.py`` before
-``PROMETHEUS_MULTIPROC_DIR`` is set.
+prometheus_client is imported inside the hooks only, so this module can be
+imported at the top of ``gunicorn.conf.py`` before ``PROMETHEUS_MULTIPROC_DIR``
+is set. ``tracing`` is imported here, in the master (it imports neither
+prometheus_client nor the OpenTelemetry SDK): the record of how exports ended
+then lives in memory every worker inherits, so once one worker found the
+collector silent, the workers after it do not wait for it at exit.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from __future__ import annotations
 import logging
 import os
 from typing import Any
+
+from django_observability import tracing
 
 logger = logging.getLogger("django_observability")
 
@@ -84,9 +89,11 @@ def child_exit(server: Any, worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """gunicorn's ``worker_exit``: flush spans, bounded in time."""
+    # gunicorn also calls it in the master for a worker found already gone;
+    # the master has no spans of the worker's to flush.
+    if getattr(worker, "pid", None) != os.getpid():
+        return
     try:
-        from django_observability import tracing
-
         tracing.flush_on_exit()
     except Exception:
         logger.exception("django_observability: worker_exit hook failed")

@@ -104,3 +104,15 @@ def test_no_hook_raises_on_a_read_only_store(store, tmp_path, caplog):
         assert "Read-only file system" in caplog.text
     finally:
         subprocess.run(["umount", "-l", str(store)], check=False)
+
+
+def test_worker_exit_flushes_in_the_worker_only(monkeypatch):
+    from django_observability import tracing
+
+    calls = []
+    monkeypatch.setattr(tracing, "flush_on_exit", lambda: calls.append(os.getpid()))
+    # gunicorn calls it in the master too, for a worker it found already gone.
+    gunicorn.worker_exit(server(), SimpleNamespace(pid=os.getpid() + 1))
+    assert calls == []
+    gunicorn.worker_exit(server(), SimpleNamespace(pid=os.getpid()))
+    assert calls == [os.getpid()]
