@@ -27,9 +27,11 @@ from django_observability.metrics_store import (
     StoreCollector,
     StoreStateCollector,
     compact_dead,
+    compaction,
     files_to_read,
     merge,
 )
+from django_observability.metrics_store.__main__ import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -204,26 +206,23 @@ def test_a_pid_taken_again_during_compaction_keeps_its_files(tmp_path, monkeypat
         # Gone at the first look, there again when checked after the move.
         return p == pid and checks.count(pid) > 1
 
-    monkeypatch.setattr(metrics_store, "alive", alive)
+    monkeypatch.setattr(compaction, "alive", alive)
     assert compact_dead(str(tmp_path)) == 0
     assert not [n for n in os.listdir(tmp_path) if n.endswith(metrics_store.ASIDE)]
     assert f"counter_{pid}.db" in db_files(tmp_path)
     assert scrape(tmp_path) == before
 
 
-def _interrupt(monkeypatch, target: str, name: str) -> None:
-    """Make ``metrics_store.<target>`` fail, as a process killed at that point would stop."""
-
-    def fail(*args, **kwargs):
-        raise KeyboardInterrupt(f"killed at {name}")
-
-    monkeypatch.setattr(metrics_store, target, fail)
-
-
 def test_compaction_cut_before_its_journal_changes_no_total(tmp_path, monkeypatch):
     write(tmp_path, 3, 4, 5)
     before = without_dead_gauges(scrape(tmp_path))
-    _interrupt(monkeypatch, "_write_journal", "journal")
+    real_write_file = compaction.write_file
+
+    def killed_after_an_archive(path, rows):
+        real_write_file(path, rows)  # a new archive made, the journal not yet
+        raise KeyboardInterrupt("killed before the journal")
+
+    monkeypatch.setattr(compaction, "write_file", killed_after_an_archive)
     with pytest.raises(KeyboardInterrupt):
         compact_dead(str(tmp_path))
     # Files moved aside and not yet archived are read where they are.
@@ -249,7 +248,7 @@ def test_compaction_cut_after_its_journal_changes_no_total(tmp_path, monkeypatch
             raise KeyboardInterrupt("killed between two renames")
         real_replace(src, dst)
 
-    monkeypatch.setattr(metrics_store.os, "replace", replace_once)
+    monkeypatch.setattr(compaction.os, "replace", replace_once)
     with pytest.raises(KeyboardInterrupt):
         compact_dead(str(tmp_path))
     monkeypatch.undo()
@@ -356,13 +355,13 @@ def test_state_of_a_missing_directory(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     write(tmp_path, 2, 3)
-    assert metrics_store.main(["compact", str(tmp_path)]) == 0
+    assert main(["compact", str(tmp_path)]) == 0
     assert "compacted 2" in capsys.readouterr().out
-    assert metrics_store.main(["status", str(tmp_path)]) == 0
+    assert main(["status", str(tmp_path)]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["writable"] is True
     assert status["files"] == len(db_files(tmp_path))
-    assert metrics_store.main(["clear", str(tmp_path)]) == 0
+    assert main(["clear", str(tmp_path)]) == 0
     assert db_files(tmp_path) == []
 
 

@@ -233,9 +233,10 @@ def test_a_store_locked_for_too_long_fails_the_scrape(tmp_path, monkeypatch):
     import fcntl
 
     from django_observability import metrics_store
+    from django_observability.metrics_store import files
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monkeypatch.setattr(metrics_store, "READ_LOCK_TIMEOUT", 0.05)
+    monkeypatch.setattr(files, "READ_LOCK_TIMEOUT", 0.05)
     fd = os.open(tmp_path / metrics_store.LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
