@@ -355,7 +355,10 @@ def test_state_of_a_missing_directory(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     write(tmp_path, 2, 3)
-    assert main(["compact", str(tmp_path)]) == 0
+    # Files written just now by processes not visible from here: refused.
+    assert main(["compact", str(tmp_path)]) == 1
+    assert "not visible from here" in capsys.readouterr().err
+    assert main(["compact", "--force", str(tmp_path)]) == 0
     assert "compacted 2" in capsys.readouterr().out
     assert main(["status", str(tmp_path)]) == 0
     status = json.loads(capsys.readouterr().out)
@@ -489,3 +492,22 @@ def test_a_missing_store_is_scraped_empty(tmp_path):
     registry.register(StoreStateCollector(str(tmp_path / "gone")))
     text = generate_latest(registry).decode()
     assert "django_observability_metrics_store_writable 0.0" in text
+
+
+def test_command_line_refuses_to_clear_under_live_writers(tmp_path, capsys):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    live = subprocess.Popen(
+        [sys.executable, "-c", WRITER + "\nprint('ready', flush=True); sys.stdin.read()", "2"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert live.stdout.readline() == b"ready\n"
+        assert main(["clear", str(tmp_path)]) == 1
+        assert f"processes [{live.pid}]" in capsys.readouterr().err
+        assert db_files(tmp_path)
+    finally:
+        live.communicate(b"", timeout=30)
+    assert main(["clear", str(tmp_path)]) == 0
+    assert db_files(tmp_path) == []
