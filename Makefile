@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Where pyenv provides the other supported interpreters, let nox find them.
 export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12|13)\.' | sort -V | awk -F. '!seen[$$1"."$$2]++' | paste -sd: -)
 
-.PHONY: venv peers lint test test-unit test-matrix demo bench clean
+.PHONY: venv peers lint docs test test-unit test-matrix demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,9 +38,14 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The reference in docs/, built into build/docs/ (git-ignored). --strict: any warning
+# fails, and mkdocs.yml makes broken links and anchors warnings.
+docs: venv
+	$(BIN)/mkdocs build --strict
+
 # The whole suite on this interpreter, then the unit tests on the other
 # supported Python/Django combinations.
-test: venv peers lint
+test: venv peers lint docs
 	$(BIN)/pytest
 	$(MAKE) test-matrix
 

@@ -14,7 +14,7 @@ and return at least one series with a number.
 
 The other tests need no server: the dashboards' structure, that the JSON files
 are what ``deploy/grafana/generate_dashboards.py`` writes, the provisioning
-files, and that every metric of the README's metrics reference appears in a
+files, and that every metric of the metrics reference (``docs/metrics.md``) is in a
 panel.
 """
 
@@ -59,7 +59,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 GRAFANA = DEPLOY / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
-README = REPO / "README.md"
+METRICS_DOC = REPO / "docs" / "metrics.md"
 
 JOB = "django"  # the job name of deploy/prometheus/prometheus.yml, and of the test's Prometheus
 USERNAME = "dash-admin"
@@ -171,9 +171,9 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 # --- static checks (no server) ------------------------------------------------------
 
 
-def readme_metrics() -> list[str]:
-    """Metric names in the first column of the README's "Metrics reference" table."""
-    text = README.read_text(encoding="utf-8")
+def reference_metrics() -> list[str]:
+    """Metric names in the first column of the "Metrics reference" table of docs/metrics.md."""
+    text = METRICS_DOC.read_text(encoding="utf-8")
     section = text.split("## Metrics reference", 1)[1].split("\n## ", 1)[0]
     names = re.findall(r"^\| `([a-z_:][a-z0-9_:]*)` \|", section, flags=re.MULTILINE)
     assert len(names) >= 17, names
@@ -185,19 +185,19 @@ def metric_selectors(expr: str) -> set[str]:
     return set(re.findall(r"(?<![\w:])([a-zA-Z_:][\w:]*)\{", expr))
 
 
-def test_every_readme_metric_is_in_a_panel():
+def test_every_reference_metric_is_in_a_panel():
     exprs = [q.expr for q in QUERIES]
     missing = [
         name
-        for name in readme_metrics()
+        for name in reference_metrics()
         if not any(re.search(rf"(?<![\w:]){name}(_bucket|_count|_sum)?\{{", e) for e in exprs)
     ]
-    assert not missing, f"metrics of the README's reference without a panel: {missing}"
+    assert not missing, f"metrics of the reference (docs/metrics.md) without a panel: {missing}"
 
 
 def test_panels_use_only_metrics_the_app_emits():
     known = {"up"}  # Prometheus's own
-    for name in readme_metrics():
+    for name in reference_metrics():
         known.update({name, f"{name}_bucket", f"{name}_count", f"{name}_sum"})
     unknown = {
         (q.id, name) for q in QUERIES for name in metric_selectors(q.expr) if name not in known

@@ -7,8 +7,8 @@
   ``deploy/alertmanager/alertmanager.yml``, then a real Alertmanager with that
   configuration (secrets and receiver URLs pointed at a local HTTP server) delivering
   alerts: routing by severity, the page inhibiting its warning, the templates.
-* Cross-checks no tool makes: every metric (and label) a rule reads is in the README's
-  metrics reference, so a rule can never name a metric the app does not emit; every
+* Cross-checks no tool makes: every metric (and label) a rule reads is in the metrics
+  reference (``docs/metrics.md``), so a rule can never name a metric the app does not emit; every
   alert has a severity and a runbook whose anchor exists in ``docs/runbooks.md``; every
   alert rule has a unit test case where it fires and one where it stays silent; the
   latency objective sits on a bucket boundary; the dashboard panels the runbooks send
@@ -53,7 +53,8 @@ RULE_FILES = [RECORDING_FILE, ALERTS_FILE]
 UNIT_TEST_FILES = sorted(Path(p) for p in glob.glob(str(PROMETHEUS_DIR / "tests" / "*.yml")))
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 RUNBOOKS = REPO / "docs" / "runbooks.md"
-README = REPO / "README.md"
+# The metrics reference (a table under "## Metrics reference").
+METRICS_DOC = REPO / "docs" / "metrics.md"
 DASHBOARDS_DIR = REPO / "deploy" / "grafana" / "dashboards"
 
 # How the runbooks name a panel: **Dashboard SEP Panel** (SEP: a single right angle quote).
@@ -65,7 +66,7 @@ PROMETHEUS_OWN = {"up"}
 # Labels Prometheus attaches to every scraped series.
 TARGET_LABELS = {"job", "instance"}
 PROMTOOL_TIMEOUT = 300
-# The method label's values (README: label rules).
+# The method label's values (docs/metrics.md: label rules).
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "_OTHER"}
 
 
@@ -127,9 +128,9 @@ def runbook_anchors() -> dict[str, str]:
     return anchors
 
 
-# The README's metrics reference: | `name` | type | labels | what |
-def readme_metrics() -> dict[str, dict[str, Any]]:
-    text = README.read_text()
+# The docs' metrics reference: | `name` | type | labels | what |
+def reference_metrics() -> dict[str, dict[str, Any]]:
+    text = METRICS_DOC.read_text()
     section = text.split("## Metrics reference", 1)[1].split("\n## ", 1)[0]
     metrics: dict[str, dict[str, Any]] = {}
     for line in section.splitlines():
@@ -140,15 +141,15 @@ def readme_metrics() -> dict[str, dict[str, Any]]:
         kind = cells[1].split()[0]
         labels = set(re.findall(r"`([a-z_]+)`", cells[2]))
         metrics[name] = {"type": kind, "labels": labels, "row": line}
-    assert metrics, "no metrics table under '## Metrics reference' in README.md"
+    assert metrics, "no metrics table under '## Metrics reference' in docs/metrics.md"
     return metrics
 
 
 def emitted_series() -> dict[str, dict[str, Any]]:
     """Every series name the app emits (histograms as _bucket/_count/_sum), with its
-    labels, its README row, and the metric it belongs to."""
+    labels, its row of the metrics reference, and the metric it belongs to."""
     series: dict[str, dict[str, Any]] = {}
-    for name, info in readme_metrics().items():
+    for name, info in reference_metrics().items():
         if info["type"] == "histogram":
             series[f"{name}_bucket"] = {**info, "labels": info["labels"] | {"le"}}
             series[f"{name}_count"] = info
@@ -383,7 +384,7 @@ def test_rules_read_only_metrics_the_app_emits() -> None:
                 else:
                     assert name in emitted or name in PROMETHEUS_OWN, (
                         f"{path.name}: {rule.get('record') or rule.get('alert')} reads {name}, "
-                        "which is not in the README's metrics reference"
+                        "which is not in the metrics reference (docs/metrics.md)"
                     )
 
 
