@@ -37,21 +37,12 @@ class ObservabilityConfig(AppConfig):
         tracing.setup()
 
 
-_METRICS_SETTINGS = frozenset(
-    PREFIX + name
-    for name in (
-        "METRICS_ENABLED",
-        "METRICS_NAMESPACE",
-        "METRICS_LATENCY_BUCKETS",
-        "METRICS_SIZE_BUCKETS",
-        "METRICS_LABEL_CAP",
-        "SERVICE_VERSION",
-    )
-)
-
-
 def _setting_changed(setting: str, **kwargs: Any) -> None:
-    """Drop what was derived from a setting that changed (override_settings in tests)."""
+    """Drop what was derived from a setting that changed (override_settings in tests).
+
+    Each module that caches something made from the settings owns its reset;
+    this only decides which resets a change calls for.
+    """
     from django_observability.middleware import reset_config
 
     if setting == "ROOT_URLCONF":
@@ -59,19 +50,18 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
         return
     if not setting.startswith(PREFIX):
         return
-    from django_observability import db
+    from django_observability import db, metrics
     from django_observability.access import _networks
     from django_observability.audit import selection
-    from django_observability.health import registry
-    from django_observability.health.runner import runner
-    from django_observability.metrics import reset_metrics
+    from django_observability.health import registry, runner
 
+    name = setting.removeprefix(PREFIX)
     reset_config()
     db.reset()
     selection.reset()
     _networks.cache_clear()
-    if setting in _METRICS_SETTINGS:
-        reset_metrics()
-    if setting.startswith(PREFIX + "HEALTH_"):
+    if name in metrics.SETTINGS_USED:
+        metrics.reset_metrics()
+    if name.startswith("HEALTH_"):
         registry.reset()
-        runner.clear()
+        runner.reset()

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from django_observability.conf import PREFIX, VALIDATORS
+from django_observability.conf import SETTINGS, conf
 
 MIDDLEWARE_PATH = "django_observability.middleware.ObservabilityMiddleware"
 
@@ -56,14 +56,18 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every ``OBSERVABILITY_*`` setting the project sets, by its declared validator."""
     errors: list[CheckMessage] = []
-    for name, (check_id, validator) in VALIDATORS.items():
-        full = PREFIX + name
-        if not hasattr(settings, full):
+    for setting in SETTINGS.values():
+        if not setting.is_set():
             continue
-        problem = validator(getattr(settings, full))
+        problem = setting.validate(setting.raw())
         if problem is not None:
-            errors.append(Error(f"{full} {problem}.", id=f"django_observability.{check_id}"))
+            errors.append(
+                Error(
+                    f"{setting.setting} {problem}.", id=f"django_observability.{setting.check_id}"
+                )
+            )
     return errors
 
 
@@ -71,9 +75,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 def check_metrics_protected(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if settings.DEBUG:
         return []
-    if getattr(settings, PREFIX + "AUTH_TOKEN", None) or getattr(
-        settings, PREFIX + "ALLOWED_IPS", None
-    ):
+    if conf.AUTH_TOKEN or conf.ALLOWED_IPS:
         return []
     return [
         Warning(
@@ -95,8 +97,12 @@ def check_token_strength(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     """A token that is public (the example's) or short enough to guess."""
     if settings.DEBUG:
         return []
-    token = getattr(settings, PREFIX + "AUTH_TOKEN", None)
-    if not isinstance(token, str) or not token or VALIDATORS["AUTH_TOKEN"][1](token) is not None:
+    token = conf.AUTH_TOKEN
+    if (
+        not isinstance(token, str)
+        or not token
+        or SETTINGS["AUTH_TOKEN"].validate(token) is not None
+    ):
         return []  # unset, or reported by check_settings
     if token == EXAMPLE_TOKEN or token.lower().startswith("replace-me"):
         problem = "is the example value from deploy/prometheus/django-metrics-token"
@@ -117,11 +123,10 @@ def check_token_strength(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 @register(Tags.compatibility)
 def check_health_checks_load(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Every configured health check can be imported and built with its options."""
-    from django_observability.conf import DEFAULT_HEALTH_CHECKS
     from django_observability.health.registry import build_check
 
-    configured = getattr(settings, PREFIX + "HEALTH_CHECKS", DEFAULT_HEALTH_CHECKS)
-    if VALIDATORS["HEALTH_CHECKS"][1](configured) is not None:
+    configured = conf.HEALTH_CHECKS
+    if SETTINGS["HEALTH_CHECKS"].validate(configured) is not None:
         return []  # reported by check_settings
     errors: list[CheckMessage] = []
     for name, entry in configured.items():

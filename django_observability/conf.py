@@ -1,9 +1,13 @@
-"""Typed, lazily read settings.
+"""Typed, lazily read settings, each declared once.
 
-Every property reads ``django.conf.settings`` each time it is used, so
-``override_settings`` works in tests. Values are validated by the system checks
-in :mod:`django_observability.checks`; at run time the code falls back to the
-default (and logs once) rather than fail a request because of a bad setting.
+Every ``OBSERVABILITY_*`` setting is one :class:`Setting` line in
+:class:`Settings`: its default, its validator, its system-check id and how the
+stored value is read. Everything else derives from that line: the attribute
+``conf.NAME`` (read from ``django.conf.settings`` on every access, so
+``override_settings`` works), the system check that reports a bad value
+(:mod:`django_observability.checks`) and :func:`valid_or_default`, the run-time
+reading that falls back to the default (and logs once per call) rather than
+fail a request because of a bad setting.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import unquote
 
 from django.conf import settings
@@ -70,203 +74,11 @@ SHOW_DETAILS_CHOICES = ("never", "authorized", "always")
 DEFAULT_TRACING_EXIT_TIMEOUT = 1.0
 
 
-class Settings:
-    """One property per ``OBSERVABILITY_*`` setting, with its default."""
-
-    @property
-    def SERVICE_NAME(self) -> str:
-        value = getattr(settings, "OBSERVABILITY_SERVICE_NAME", None)
-        if value:
-            return str(value)
-        env = env_service_name()
-        if env:
-            return env
-        module = os.environ.get("DJANGO_SETTINGS_MODULE") or getattr(
-            settings, "SETTINGS_MODULE", None
-        )
-        return (module or "django").split(".", 1)[0]
-
-    @property
-    def SERVICE_VERSION(self) -> str:
-        value = getattr(settings, "OBSERVABILITY_SERVICE_VERSION", None)
-        if value:
-            return str(value)
-        return _otel_resource_attribute("service.version") or ""
-
-    @property
-    def ENVIRONMENT(self) -> str:
-        value = getattr(settings, "OBSERVABILITY_ENVIRONMENT", None)
-        if value:
-            return str(value)
-        return (
-            _otel_resource_attribute("deployment.environment.name")
-            or _otel_resource_attribute("deployment.environment")
-            or ""
-        )
-
-    @property
-    def METRICS_ENABLED(self) -> bool:
-        return bool(getattr(settings, "OBSERVABILITY_METRICS_ENABLED", True))
-
-    @property
-    def METRICS_NAMESPACE(self) -> str:
-        return getattr(settings, "OBSERVABILITY_METRICS_NAMESPACE", "") or ""
-
-    @property
-    def METRICS_LATENCY_BUCKETS(self) -> Sequence[float]:
-        return getattr(settings, "OBSERVABILITY_METRICS_LATENCY_BUCKETS", DEFAULT_LATENCY_BUCKETS)
-
-    @property
-    def METRICS_SIZE_BUCKETS(self) -> Sequence[float]:
-        return getattr(settings, "OBSERVABILITY_METRICS_SIZE_BUCKETS", DEFAULT_SIZE_BUCKETS)
-
-    @property
-    def METRICS_LABEL_CAP(self) -> int:
-        return getattr(settings, "OBSERVABILITY_METRICS_LABEL_CAP", 50)
-
-    @property
-    def REQUEST_ID_HEADER(self) -> str:
-        return getattr(settings, "OBSERVABILITY_REQUEST_ID_HEADER", "X-Request-ID")
-
-    @property
-    def REQUEST_ID_TRUST_INCOMING(self) -> bool:
-        return bool(getattr(settings, "OBSERVABILITY_REQUEST_ID_TRUST_INCOMING", True))
-
-    @property
-    def AUTH_TOKEN(self) -> str | None:
-        return getattr(settings, "OBSERVABILITY_AUTH_TOKEN", None) or None
-
-    @property
-    def ALLOWED_IPS(self) -> Sequence[str]:
-        return getattr(settings, "OBSERVABILITY_ALLOWED_IPS", ()) or ()
-
-    @property
-    def EXCLUDE_PATHS(self) -> Sequence[str]:
-        return getattr(settings, "OBSERVABILITY_EXCLUDE_PATHS", ()) or ()
-
-    @property
-    def TRUSTED_PROXIES(self) -> Sequence[str]:
-        return getattr(settings, "OBSERVABILITY_TRUSTED_PROXIES", ()) or ()
-
-    @property
-    def HEALTH_CHECKS(self) -> dict[str, Any]:
-        return getattr(settings, "OBSERVABILITY_HEALTH_CHECKS", DEFAULT_HEALTH_CHECKS)
-
-    @property
-    def HEALTH_READINESS_CHECKS(self) -> Sequence[str]:
-        return getattr(
-            settings, "OBSERVABILITY_HEALTH_READINESS_CHECKS", DEFAULT_HEALTH_READINESS_CHECKS
-        )
-
-    @property
-    def HEALTH_TIMEOUT(self) -> float:
-        return getattr(settings, "OBSERVABILITY_HEALTH_TIMEOUT", 0.5)
-
-    @property
-    def HEALTH_DEADLINE(self) -> float:
-        return getattr(settings, "OBSERVABILITY_HEALTH_DEADLINE", 0.8)
-
-    @property
-    def HEALTH_CACHE_SECONDS(self) -> float:
-        return getattr(settings, "OBSERVABILITY_HEALTH_CACHE_SECONDS", 1.0)
-
-    @property
-    def HEALTH_SHOW_DETAILS(self) -> str:
-        return getattr(settings, "OBSERVABILITY_HEALTH_SHOW_DETAILS", "authorized")
-
-    @property
-    def HEALTH_PROBES_IN_MIDDLEWARE(self) -> bool:
-        return getattr(settings, "OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE", True)
-
-    @property
-    def HEALTH_MAX_THREADS(self) -> int:
-        return getattr(settings, "OBSERVABILITY_HEALTH_MAX_THREADS", 8)
-
-    @property
-    def TRACING_EXPORTER(self) -> str | None:
-        return getattr(settings, "OBSERVABILITY_TRACING_EXPORTER", None)
-
-    @property
-    def TRACING_OTLP_ENDPOINT(self) -> str | None:
-        return getattr(settings, "OBSERVABILITY_TRACING_OTLP_ENDPOINT", None)
-
-    @property
-    def TRACING_OTLP_PROTOCOL(self) -> str | None:
-        return getattr(settings, "OBSERVABILITY_TRACING_OTLP_PROTOCOL", None)
-
-    @property
-    def TRACING_SAMPLE_RATIO(self) -> float | None:
-        return getattr(settings, "OBSERVABILITY_TRACING_SAMPLE_RATIO", None)
-
-    @property
-    def TRACING_EXPORT_TIMEOUT(self) -> float | None:
-        return getattr(settings, "OBSERVABILITY_TRACING_EXPORT_TIMEOUT", None)
-
-    @property
-    def TRACING_EXIT_TIMEOUT(self) -> float:
-        return getattr(settings, "OBSERVABILITY_TRACING_EXIT_TIMEOUT", DEFAULT_TRACING_EXIT_TIMEOUT)
-
-    @property
-    def TRACING_DB_SPANS(self) -> bool:
-        return getattr(settings, "OBSERVABILITY_TRACING_DB_SPANS", True)
-
-    @property
-    def DB_METRICS(self) -> bool:
-        return getattr(settings, "OBSERVABILITY_DB_METRICS", True)
-
-    @property
-    def ACCESS_LOG(self) -> bool:
-        return getattr(settings, "OBSERVABILITY_ACCESS_LOG", True)
-
-    @property
-    def AUDIT_MODELS(self) -> Sequence[str]:
-        return getattr(settings, "OBSERVABILITY_AUDIT_MODELS", ()) or ()
-
-    @property
-    def AUTH_EVENTS(self) -> bool:
-        return getattr(settings, "OBSERVABILITY_AUTH_EVENTS", True)
-
-    @property
-    def SECURITY_EVENTS(self) -> bool:
-        return getattr(settings, "OBSERVABILITY_SECURITY_EVENTS", True)
-
-    @property
-    def AUDIT_LOG_USERNAMES(self) -> bool:
-        return getattr(settings, "OBSERVABILITY_AUDIT_LOG_USERNAMES", False)
-
-    @property
-    def HEALTH_DRAIN_FILE(self) -> str:
-        value = getattr(settings, "OBSERVABILITY_HEALTH_DRAIN_FILE", None)
-        if value:
-            return str(value)
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", self.SERVICE_NAME)
-        return os.path.join(tempfile.gettempdir(), f"django-observability-{safe}.draining")
-
-
-def _otel_resource_attribute(key: str) -> str | None:
-    """Read one ``key=value`` entry of ``OTEL_RESOURCE_ATTRIBUTES`` (percent-decoded)."""
-    raw = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
-    for item in raw.split(","):
-        name, sep, value = item.partition("=")
-        if sep and name.strip() == key:
-            return unquote(value.strip()) or None
-    return None
-
-
-def env_service_name() -> str | None:
-    """The service name the OpenTelemetry environment gives, if any.
-
-    ``OTEL_SERVICE_NAME``, else ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``.
-    """
-    return os.environ.get("OTEL_SERVICE_NAME") or _otel_resource_attribute("service.name")
-
-
-conf = Settings()
-
-
-# Validation, shared by the system checks and by the run-time fallback to the
-# default. Each validator returns None when the value is fine, else a phrase
-# that completes "OBSERVABILITY_<NAME> ...".
+# --- validators ---------------------------------------------------------------------
+# Each returns None when the value is fine, else a phrase that completes
+# "OBSERVABILITY_<NAME> ...". They judge the value as the user wrote it (what
+# the system check sees), before a Setting's ``read`` turns it into what the
+# code uses.
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # RFC 9110 token characters: what a header field name may contain.
@@ -384,7 +196,7 @@ def _health_checks(value: Any) -> str | None:
 def _check_names(value: Any) -> str | None:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
         return "must be a list of check names"
-    checks = getattr(settings, "OBSERVABILITY_HEALTH_CHECKS", DEFAULT_HEALTH_CHECKS)
+    checks = conf.HEALTH_CHECKS
     if isinstance(checks, dict):
         unknown = [n for n in value if n not in checks]
         if unknown:
@@ -438,59 +250,231 @@ def _model_labels(value: Any) -> str | None:
     return None
 
 
-# Setting name (without the prefix) -> (system check id, validator).
-VALIDATORS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
-    "SERVICE_NAME": ("E010", _optional_str),
-    "SERVICE_VERSION": ("E011", _optional_str),
-    "ENVIRONMENT": ("E012", _optional_str),
-    "METRICS_ENABLED": ("E013", _bool),
-    "METRICS_NAMESPACE": ("E014", _namespace),
-    "METRICS_LATENCY_BUCKETS": ("E015", _buckets),
-    "METRICS_SIZE_BUCKETS": ("E016", _buckets),
-    "METRICS_LABEL_CAP": ("E017", _positive_int),
-    "REQUEST_ID_HEADER": ("E018", _header_name),
-    "REQUEST_ID_TRUST_INCOMING": ("E019", _bool),
-    "AUTH_TOKEN": ("E020", _token),
-    "ALLOWED_IPS": ("E021", _ip_networks),
-    "EXCLUDE_PATHS": ("E022", _path_prefixes),
-    "TRUSTED_PROXIES": ("E023", _ip_networks),
-    "HEALTH_CHECKS": ("E030", _health_checks),
-    "HEALTH_READINESS_CHECKS": ("E031", _check_names),
-    "HEALTH_TIMEOUT": ("E032", _positive_number),
-    "HEALTH_DEADLINE": ("E033", _positive_number),
-    "HEALTH_CACHE_SECONDS": ("E034", _non_negative_number),
-    "HEALTH_SHOW_DETAILS": ("E035", _show_details),
-    "HEALTH_PROBES_IN_MIDDLEWARE": ("E036", _bool),
-    "HEALTH_MAX_THREADS": ("E037", _positive_int),
-    "HEALTH_DRAIN_FILE": ("E038", _optional_path),
-    "TRACING_EXPORTER": ("E040", _choice_or_none("none", "console", "otlp")),
-    "TRACING_OTLP_ENDPOINT": ("E041", _url_or_none),
-    "TRACING_OTLP_PROTOCOL": ("E042", _choice_or_none("http/protobuf", "grpc")),
-    "TRACING_SAMPLE_RATIO": ("E043", _ratio_or_none),
-    "TRACING_EXPORT_TIMEOUT": ("E044", _positive_number_or_none),
-    "TRACING_DB_SPANS": ("E045", _bool),
-    "DB_METRICS": ("E046", _bool),
-    "ACCESS_LOG": ("E047", _bool),
-    "TRACING_EXIT_TIMEOUT": ("E048", _positive_number),
-    "AUDIT_MODELS": ("E050", _model_labels),
-    "AUTH_EVENTS": ("E051", _bool),
-    "SECURITY_EVENTS": ("E052", _bool),
-    "AUDIT_LOG_USERNAMES": ("E053", _bool),
+# --- reading ------------------------------------------------------------------------
+# How a stored value (or the default) becomes what the code uses. Kept apart
+# from the defaults: a falsy value means "not set" for some settings, and a few
+# defaults come from the environment.
+
+
+def _otel_resource_attribute(key: str) -> str | None:
+    """Read one ``key=value`` entry of ``OTEL_RESOURCE_ATTRIBUTES`` (percent-decoded)."""
+    raw = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    for item in raw.split(","):
+        name, sep, value = item.partition("=")
+        if sep and name.strip() == key:
+            return unquote(value.strip()) or None
+    return None
+
+
+def env_service_name() -> str | None:
+    """The service name the OpenTelemetry environment gives, if any.
+
+    ``OTEL_SERVICE_NAME``, else ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``.
+    """
+    return os.environ.get("OTEL_SERVICE_NAME") or _otel_resource_attribute("service.name")
+
+
+def _service_name(value: Any) -> str:
+    if value:
+        return str(value)
+    env = env_service_name()
+    if env:
+        return env
+    module = os.environ.get("DJANGO_SETTINGS_MODULE") or getattr(settings, "SETTINGS_MODULE", None)
+    return (module or "django").split(".", 1)[0]
+
+
+def _service_version(value: Any) -> str:
+    if value:
+        return str(value)
+    return _otel_resource_attribute("service.version") or ""
+
+
+def _environment(value: Any) -> str:
+    if value:
+        return str(value)
+    return (
+        _otel_resource_attribute("deployment.environment.name")
+        or _otel_resource_attribute("deployment.environment")
+        or ""
+    )
+
+
+def _drain_file(value: Any) -> str:
+    if value:
+        return str(value)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", conf.SERVICE_NAME)
+    return os.path.join(tempfile.gettempdir(), f"django-observability-{safe}.draining")
+
+
+def _or_empty_str(value: Any) -> Any:
+    return value or ""
+
+
+def _or_none(value: Any) -> Any:
+    return value or None
+
+
+def _or_empty_tuple(value: Any) -> Any:
+    return value or ()
+
+
+# --- the declarations ---------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class Setting(Generic[T]):
+    """One ``OBSERVABILITY_*`` setting: the one place its default is written.
+
+    ``default`` is what an unset setting stands for; ``validator`` judges a
+    value as the user wrote it; ``check_id`` is the id of the system check
+    that reports a bad value (``django_observability.<check_id>``); ``read``,
+    when given, turns the stored value (or the default) into what the code
+    uses. As a class attribute of :class:`Settings` it reads
+    ``django.conf.settings`` on every access, without validation.
+    """
+
+    __slots__ = ("check_id", "default", "name", "read", "setting", "validator")
+
+    def __init__(
+        self,
+        check_id: str,
+        default: Any,
+        validator: Callable[[Any], str | None],
+        read: Callable[[Any], T] | None = None,
+    ) -> None:
+        self.check_id = check_id
+        self.default = default
+        self.validator = validator
+        self.read = read
+        self.name = ""
+        self.setting = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.setting = PREFIX + name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Setting[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = getattr(settings, self.setting, self.default)
+        return value if self.read is None else self.read(value)
+
+    def is_set(self) -> bool:
+        """Whether the project's settings name this setting at all."""
+        return hasattr(settings, self.setting)
+
+    def raw(self) -> Any:
+        """The value as the user wrote it, or the default when unset."""
+        return getattr(settings, self.setting, self.default)
+
+    def validate(self, value: Any) -> str | None:
+        """What is wrong with ``value`` for this setting, or ``None`` if it is fine."""
+        return self.validator(value)
+
+    def valid_value(self) -> T:
+        """The value the code should use: the setting's if valid, else the default's.
+
+        An invalid value is logged (an error line per call, naming the system
+        check that reports it) and replaced by the default, read the same way.
+        """
+        value = self.raw()
+        problem = self.validator(value)
+        if problem is not None:
+            value = self.default
+            fallback = value if self.read is None else self.read(value)
+            logging.getLogger("django_observability").error(
+                "%s %s; using %r instead (see the system checks)", self.setting, problem, fallback
+            )
+            return fallback
+        return value if self.read is None else self.read(value)
+
+
+class Settings:
+    """One :class:`Setting` per ``OBSERVABILITY_*`` setting (name without the prefix).
+
+    The system check ids are public (documented with the settings); so are the
+    names and the defaults.
+    """
+
+    SERVICE_NAME: Setting[str] = Setting("E010", None, _optional_str, _service_name)
+    SERVICE_VERSION: Setting[str] = Setting("E011", None, _optional_str, _service_version)
+    ENVIRONMENT: Setting[str] = Setting("E012", None, _optional_str, _environment)
+    METRICS_ENABLED: Setting[bool] = Setting("E013", True, _bool, bool)
+    METRICS_NAMESPACE: Setting[str] = Setting("E014", "", _namespace, _or_empty_str)
+    METRICS_LATENCY_BUCKETS: Setting[Sequence[float]] = Setting(
+        "E015", DEFAULT_LATENCY_BUCKETS, _buckets
+    )
+    METRICS_SIZE_BUCKETS: Setting[Sequence[float]] = Setting("E016", DEFAULT_SIZE_BUCKETS, _buckets)
+    METRICS_LABEL_CAP: Setting[int] = Setting("E017", 50, _positive_int)
+    REQUEST_ID_HEADER: Setting[str] = Setting("E018", "X-Request-ID", _header_name)
+    REQUEST_ID_TRUST_INCOMING: Setting[bool] = Setting("E019", True, _bool, bool)
+    AUTH_TOKEN: Setting[str | None] = Setting("E020", None, _token, _or_none)
+    ALLOWED_IPS: Setting[Sequence[str]] = Setting("E021", (), _ip_networks, _or_empty_tuple)
+    EXCLUDE_PATHS: Setting[Sequence[str]] = Setting("E022", (), _path_prefixes, _or_empty_tuple)
+    TRUSTED_PROXIES: Setting[Sequence[str]] = Setting("E023", (), _ip_networks, _or_empty_tuple)
+    HEALTH_CHECKS: Setting[dict[str, Any]] = Setting("E030", DEFAULT_HEALTH_CHECKS, _health_checks)
+    HEALTH_READINESS_CHECKS: Setting[Sequence[str]] = Setting(
+        "E031", DEFAULT_HEALTH_READINESS_CHECKS, _check_names
+    )
+    HEALTH_TIMEOUT: Setting[float] = Setting("E032", 0.5, _positive_number)
+    HEALTH_DEADLINE: Setting[float] = Setting("E033", 0.8, _positive_number)
+    HEALTH_CACHE_SECONDS: Setting[float] = Setting("E034", 1.0, _non_negative_number)
+    HEALTH_SHOW_DETAILS: Setting[str] = Setting("E035", "authorized", _show_details)
+    HEALTH_PROBES_IN_MIDDLEWARE: Setting[bool] = Setting("E036", True, _bool)
+    HEALTH_MAX_THREADS: Setting[int] = Setting("E037", 8, _positive_int)
+    HEALTH_DRAIN_FILE: Setting[str] = Setting("E038", None, _optional_path, _drain_file)
+    TRACING_EXPORTER: Setting[str | None] = Setting(
+        "E040", None, _choice_or_none("none", "console", "otlp")
+    )
+    TRACING_OTLP_ENDPOINT: Setting[str | None] = Setting("E041", None, _url_or_none)
+    TRACING_OTLP_PROTOCOL: Setting[str | None] = Setting(
+        "E042", None, _choice_or_none("http/protobuf", "grpc")
+    )
+    TRACING_SAMPLE_RATIO: Setting[float | None] = Setting("E043", None, _ratio_or_none)
+    TRACING_EXPORT_TIMEOUT: Setting[float | None] = Setting("E044", None, _positive_number_or_none)
+    TRACING_DB_SPANS: Setting[bool] = Setting("E045", True, _bool)
+    DB_METRICS: Setting[bool] = Setting("E046", True, _bool)
+    ACCESS_LOG: Setting[bool] = Setting("E047", True, _bool)
+    TRACING_EXIT_TIMEOUT: Setting[float] = Setting(
+        "E048", DEFAULT_TRACING_EXIT_TIMEOUT, _positive_number
+    )
+    AUDIT_MODELS: Setting[Sequence[str]] = Setting("E050", (), _model_labels, _or_empty_tuple)
+    AUTH_EVENTS: Setting[bool] = Setting("E051", True, _bool)
+    SECURITY_EVENTS: Setting[bool] = Setting("E052", True, _bool)
+    AUDIT_LOG_USERNAMES: Setting[bool] = Setting("E053", False, _bool)
+
+
+conf = Settings()
+
+# Setting name (without the prefix) -> its declaration, in declaration order.
+SETTINGS: dict[str, Setting[Any]] = {
+    name: value for name, value in vars(Settings).items() if isinstance(value, Setting)
 }
 
 
 def validate(name: str, value: Any) -> str | None:
     """Problem with ``OBSERVABILITY_<name>`` = ``value``, or ``None`` if it is fine."""
-    return VALIDATORS[name][1](value)
+    return SETTINGS[name].validate(value)
 
 
-def valid_or_default(name: str, default: Any) -> Any:
-    """The setting's value if it is valid, else ``default`` (and an error log line)."""
-    value = getattr(conf, name)
-    problem = validate(name, value)
-    if problem is None:
-        return value
-    logging.getLogger("django_observability").error(
-        "OBSERVABILITY_%s %s; using %r instead (see the system checks)", name, problem, default
-    )
-    return default
+_DECLARED: Any = object()
+
+
+def valid_or_default(name: str, default: Any = _DECLARED) -> Any:
+    """``OBSERVABILITY_<name>`` if its value is valid, else its declared default.
+
+    An invalid value is logged as an error and replaced by the default from
+    the setting's declaration in :class:`Settings` (see
+    :meth:`Setting.valid_value`). ``default`` is accepted only so that callers
+    written for the old two-argument form keep working; it is ignored, since
+    the declaration is the one place a default is written.
+    """
+    return SETTINGS[name].valid_value()

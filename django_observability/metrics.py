@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import django
@@ -35,6 +35,7 @@ from django_observability import __version__
 from django_observability.conf import (
     DEFAULT_LATENCY_BUCKETS,
     DEFAULT_SIZE_BUCKETS,
+    SETTINGS,
     conf,
     valid_or_default,
 )
@@ -179,157 +180,239 @@ class CappedLabel:
         return admitted
 
 
+# Database queries are faster than requests: 0.5 ms to 10 s.
+DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One Prometheus instrument, declared once in :data:`INSTRUMENTS`.
+
+    ``attr`` is the attribute of :class:`Metrics` that holds it; ``buckets``
+    names the bucket layout of a histogram (``"latency"`` and ``"size"`` come
+    from the settings, ``"db"`` is :data:`DB_BUCKETS`). The metric's full name
+    is ``<namespace>_<name>`` (plus ``_total`` for a counter, as
+    prometheus_client writes it).
+    """
+
+    attr: str
+    kind: type[Counter] | type[Gauge] | type[Histogram]
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+    unit: str = ""
+    buckets: str | None = None
+    multiprocess_mode: str | None = None
+
+    def create(
+        self,
+        namespace: str,
+        registry: CollectorRegistry | None,
+        buckets: dict[str, Sequence[float]],
+    ) -> Any:
+        """The instrument, registered with ``registry`` (``None``: with none)."""
+        options: dict[str, Any] = {"namespace": namespace, "registry": registry}
+        if self.unit:
+            options["unit"] = self.unit
+        if self.buckets is not None:
+            options["buckets"] = buckets[self.buckets]
+        if self.multiprocess_mode is not None:
+            options["multiprocess_mode"] = self.multiprocess_mode
+        return self.kind(self.name, self.documentation, self.labels, **options)
+
+
+# Every instrument the app makes, in registration order. Adding a metric is
+# adding a row here; Metrics creates it and unregister() removes it.
+INSTRUMENTS: tuple[Instrument, ...] = (
+    Instrument(
+        "duration",
+        Histogram,
+        "http_server_request_duration_seconds",
+        "Duration of HTTP server requests, by route template.",
+        ("method", "route", "status"),
+        unit="seconds",
+        buckets="latency",
+    ),
+    Instrument(
+        "active",
+        Gauge,
+        "http_server_active_requests",
+        "Number of HTTP server requests in flight.",
+        ("method",),
+        multiprocess_mode="livesum",
+    ),
+    Instrument(
+        "body_size",
+        Histogram,
+        "http_server_response_body_size_bytes",
+        "Size of HTTP response bodies, by route template.",
+        ("method", "route"),
+        unit="bytes",
+        buckets="size",
+    ),
+    Instrument(
+        "exceptions",
+        Counter,
+        "http_server_exceptions",
+        "Exceptions raised by views (turned into a 500 response, or raised while a "
+        "streamed body was sent), by route and class.",
+        ("route", "exception"),
+    ),
+    Instrument(
+        "build_info",
+        Gauge,
+        "django_observability_build_info",
+        "Versions of django-observability, Django, Python and the service; value 1.",
+        ("version", "django_version", "python_version", "service_version"),
+        multiprocess_mode="livemostrecent",
+    ),
+    # Health: the latest result of each check, as this process saw it.
+    Instrument(
+        "health_status",
+        Gauge,
+        "health_check_status",
+        "Latest result of a health check: 1 pass, 0.5 warn, 0 fail.",
+        ("check",),
+        multiprocess_mode="livemostrecent",
+    ),
+    Instrument(
+        "health_duration",
+        Gauge,
+        "health_check_duration_seconds",
+        "Duration of the latest run of a health check.",
+        ("check",),
+        unit="seconds",
+        multiprocess_mode="livemostrecent",
+    ),
+    # Per worker process, from psutil; named apart from prometheus_client's
+    # own process_* collector, which is silent in multiprocess mode.
+    Instrument(
+        "process_memory",
+        Gauge,
+        "django_process_resident_memory_bytes",
+        "Resident memory of this worker process.",
+        multiprocess_mode="liveall",
+    ),
+    Instrument(
+        "process_cpu",
+        Gauge,
+        "django_process_cpu_seconds",
+        "CPU time (user + system) used by this worker process.",
+        multiprocess_mode="liveall",
+    ),
+    Instrument(
+        "process_fds",
+        Gauge,
+        "django_process_open_fds",
+        "Open file descriptors of this worker process.",
+        multiprocess_mode="liveall",
+    ),
+    Instrument(
+        "process_threads",
+        Gauge,
+        "django_process_threads",
+        "Threads of this worker process.",
+        multiprocess_mode="liveall",
+    ),
+    Instrument(
+        "db_duration",
+        Histogram,
+        "db_client_operation_duration_seconds",
+        "Duration of database queries, by connection alias and operation.",
+        ("alias", "operation"),
+        unit="seconds",
+        buckets="db",
+    ),
+    Instrument(
+        "db_errors",
+        Counter,
+        "db_client_errors",
+        "Database queries that raised, by connection alias and exception class.",
+        ("alias", "error"),
+    ),
+    Instrument(
+        "auth_events",
+        Counter,
+        "auth_events",
+        "Authentication events: login, logout, login_failed.",
+        ("event",),
+    ),
+    Instrument(
+        "audit_events",
+        Counter,
+        "audit_events",
+        "Audited actions (model changes and the project's own events), by action and target.",
+        ("action", "target"),
+    ),
+    Instrument(
+        "security_events",
+        Counter,
+        "security_events",
+        "Security events: permission_denied, suspicious_operation, disallowed_host, "
+        "csrf_failure...",
+        ("type",),
+    ),
+)
+
+# Made on the first readiness evaluation, not with the others: a label-less
+# gauge is exported (as 0) from its creation, which would read "not ready" in
+# a process that was never asked.
+HEALTH_READY = Instrument(
+    "health_ready",
+    Gauge,
+    "health_ready",
+    "1 when the latest readiness evaluation passed or warned, else 0.",
+    multiprocess_mode="livemin",
+)
+
+# Labels whose values come from outside the URLconf, capped per metric:
+# attribute of Metrics -> the name the cap is kept under (its file in
+# multiprocess mode, so renaming one resets its admitted values).
+CAPPED_LABELS: dict[str, str] = {
+    "exception_label": "exception",
+    "db_error_label": "db_error",
+    "audit_action_label": "audit_action",
+    "audit_target_label": "audit_target",
+    "security_type_label": "security_type",
+}
+
+
 class Metrics:
-    """The request instruments, created for one namespace and bucket layout."""
+    """The app's instruments, created for one namespace and bucket layout.
+
+    Each row of :data:`INSTRUMENTS` becomes the attribute it names
+    (``metrics.duration``...), and each entry of :data:`CAPPED_LABELS` a
+    :class:`CappedLabel`; ``health_ready`` is ``None`` until the first
+    readiness evaluation.
+    """
 
     def __init__(
         self,
         namespace: str = "",
         latency_buckets: Sequence[float] = DEFAULT_LATENCY_BUCKETS,
         size_buckets: Sequence[float] = DEFAULT_SIZE_BUCKETS,
-        label_cap: int = 50,
+        label_cap: int = SETTINGS["METRICS_LABEL_CAP"].default,
         registry: CollectorRegistry | None = REGISTRY,
     ) -> None:
         self.registry = registry
         self.namespace = namespace
-        self.duration = Histogram(
-            "http_server_request_duration_seconds",
-            "Duration of HTTP server requests, by route template.",
-            ["method", "route", "status"],
-            namespace=namespace,
-            unit="seconds",
-            buckets=latency_buckets,
-            registry=registry,
-        )
-        self.active = Gauge(
-            "http_server_active_requests",
-            "Number of HTTP server requests in flight.",
-            ["method"],
-            namespace=namespace,
-            multiprocess_mode="livesum",
-            registry=registry,
-        )
-        self.body_size = Histogram(
-            "http_server_response_body_size_bytes",
-            "Size of HTTP response bodies, by route template.",
-            ["method", "route"],
-            namespace=namespace,
-            unit="bytes",
-            buckets=size_buckets,
-            registry=registry,
-        )
-        self.exceptions = Counter(
-            "http_server_exceptions",
-            "Exceptions raised by views (turned into a 500 response, or raised while a "
-            "streamed body was sent), by route and class.",
-            ["route", "exception"],
-            namespace=namespace,
-            registry=registry,
-        )
-        self.build_info = Gauge(
-            "django_observability_build_info",
-            "Versions of django-observability, Django, Python and the service; value 1.",
-            ["version", "django_version", "python_version", "service_version"],
-            namespace=namespace,
-            multiprocess_mode="livemostrecent",
-            registry=registry,
-        )
+        self._buckets: dict[str, Sequence[float]] = {
+            "latency": latency_buckets,
+            "size": size_buckets,
+            "db": DB_BUCKETS,
+        }
+        # What unregister() removes: every instrument made, including later ones.
+        self._collectors: list[Any] = []
+        for instrument in INSTRUMENTS:
+            setattr(self, instrument.attr, self._create(instrument))
         self.build_info.labels(
             __version__, django.get_version(), platform.python_version(), conf.SERVICE_VERSION
         ).set(1)
-        # Health: the latest result of each check, as this process saw it.
-        self.health_status = Gauge(
-            "health_check_status",
-            "Latest result of a health check: 1 pass, 0.5 warn, 0 fail.",
-            ["check"],
-            namespace=namespace,
-            multiprocess_mode="livemostrecent",
-            registry=registry,
-        )
-        self.health_duration = Gauge(
-            "health_check_duration_seconds",
-            "Duration of the latest run of a health check.",
-            ["check"],
-            namespace=namespace,
-            unit="seconds",
-            multiprocess_mode="livemostrecent",
-            registry=registry,
-        )
-        # Made on the first readiness evaluation, not here: a label-less gauge
-        # is exported (as 0) from its creation, which would read "not ready"
-        # in a process that was never asked.
         self.health_ready: Gauge | None = None
-        self._namespace = namespace
-        # Per worker process, from psutil; named apart from prometheus_client's
-        # own process_* collector, which is silent in multiprocess mode.
-        process_gauge = functools.partial(
-            Gauge, namespace=namespace, multiprocess_mode="liveall", registry=registry
-        )
-        self.process_memory = process_gauge(
-            "django_process_resident_memory_bytes", "Resident memory of this worker process."
-        )
-        self.process_cpu = process_gauge(
-            "django_process_cpu_seconds", "CPU time (user + system) used by this worker process."
-        )
-        self.process_fds = process_gauge(
-            "django_process_open_fds", "Open file descriptors of this worker process."
-        )
-        self.process_threads = process_gauge(
-            "django_process_threads", "Threads of this worker process."
-        )
         self._process_next_update = 0.0
-        self.db_duration = Histogram(
-            "db_client_operation_duration_seconds",
-            "Duration of database queries, by connection alias and operation.",
-            ["alias", "operation"],
-            namespace=namespace,
-            unit="seconds",
-            buckets=DB_BUCKETS,
-            registry=registry,
-        )
-        self.db_errors = Counter(
-            "db_client_errors",
-            "Database queries that raised, by connection alias and exception class.",
-            ["alias", "error"],
-            namespace=namespace,
-            registry=registry,
-        )
-        self.auth_events = Counter(
-            "auth_events",
-            "Authentication events: login, logout, login_failed.",
-            ["event"],
-            namespace=namespace,
-            registry=registry,
-        )
-        self.audit_events = Counter(
-            "audit_events",
-            "Audited actions (model changes and the project's own events), by action and target.",
-            ["action", "target"],
-            namespace=namespace,
-            registry=registry,
-        )
-        self.security_events = Counter(
-            "security_events",
-            "Security events: permission_denied, suspicious_operation, disallowed_host, "
-            "csrf_failure...",
-            ["type"],
-            namespace=namespace,
-            registry=registry,
-        )
         shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-        self.exception_label = CappedLabel(
-            _full_name(namespace, "exception"), label_cap, shared_dir
-        )
-        self.db_error_label = CappedLabel(_full_name(namespace, "db_error"), label_cap, shared_dir)
-        self.audit_action_label = CappedLabel(
-            _full_name(namespace, "audit_action"), label_cap, shared_dir
-        )
-        self.audit_target_label = CappedLabel(
-            _full_name(namespace, "audit_target"), label_cap, shared_dir
-        )
-        self.security_type_label = CappedLabel(
-            _full_name(namespace, "security_type"), label_cap, shared_dir
-        )
+        for attr, label in CAPPED_LABELS.items():
+            setattr(self, attr, CappedLabel(_full_name(namespace, label), label_cap, shared_dir))
         # Upper bounds of the duration buckets, as the histogram has them (with +Inf).
         bounds = sorted(float(bound) for bound in latency_buckets)
         if not bounds or bounds[-1] != math.inf:
@@ -352,6 +435,11 @@ class Metrics:
         self._duration_children: dict[tuple[str, str, str], Any] = {}
         self._size_children: dict[tuple[str, str], Any] = {}
         self._active_children: dict[str, Any] = {}
+
+    def _create(self, instrument: Instrument) -> Any:
+        collector = instrument.create(self.namespace, self.registry, self._buckets)
+        self._collectors.append(collector)
+        return collector
 
     def active_child(self, method: str) -> Any:
         child = self._active_children.get(method)
@@ -442,13 +530,7 @@ class Metrics:
             with _metrics_lock:
                 gauge = self.health_ready
                 if gauge is None:
-                    gauge = self.health_ready = Gauge(
-                        "health_ready",
-                        "1 when the latest readiness evaluation passed or warned, else 0.",
-                        namespace=self._namespace,
-                        multiprocess_mode="livemin",
-                        registry=self.registry,
-                    )
+                    gauge = self.health_ready = self._create(HEALTH_READY)
         gauge.set(1 if ready else 0)
 
     def record_health(self, check: str, status: str, seconds: float) -> None:
@@ -475,35 +557,15 @@ class Metrics:
             logger.exception("django_observability: per-process metrics switched off")
 
     def unregister(self) -> None:
+        """Remove every instrument made so far from the registry (a no-op without one)."""
         if self.registry is None:
             return
-        for collector in (
-            self.duration,
-            self.active,
-            self.body_size,
-            self.exceptions,
-            self.build_info,
-            self.db_duration,
-            self.db_errors,
-            self.auth_events,
-            self.audit_events,
-            self.security_events,
-            self.health_status,
-            self.health_duration,
-            self.process_memory,
-            self.process_cpu,
-            self.process_fds,
-            self.process_threads,
-            self.health_ready,
-        ):
-            if collector is not None:
-                with contextlib.suppress(KeyError):
-                    self.registry.unregister(collector)
+        for collector in self._collectors:
+            with contextlib.suppress(KeyError):
+                self.registry.unregister(collector)
 
 
 _monotonic = time.monotonic
-# Database queries are faster than requests: 0.5 ms to 10 s.
-DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HEALTH_VALUES = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
 PROCESS_UPDATE_SECONDS = 10.0
 _process_obj: Any = None
@@ -562,12 +624,10 @@ def _create_metrics() -> Metrics | None:
             return None
         try:
             _metrics = Metrics(
-                namespace=valid_or_default("METRICS_NAMESPACE", ""),
-                latency_buckets=valid_or_default(
-                    "METRICS_LATENCY_BUCKETS", DEFAULT_LATENCY_BUCKETS
-                ),
-                size_buckets=valid_or_default("METRICS_SIZE_BUCKETS", DEFAULT_SIZE_BUCKETS),
-                label_cap=valid_or_default("METRICS_LABEL_CAP", 50),
+                namespace=valid_or_default("METRICS_NAMESPACE"),
+                latency_buckets=valid_or_default("METRICS_LATENCY_BUCKETS"),
+                size_buckets=valid_or_default("METRICS_SIZE_BUCKETS"),
+                label_cap=valid_or_default("METRICS_LABEL_CAP"),
             )
         except Exception:
             _metrics_failed = True
@@ -575,10 +635,25 @@ def _create_metrics() -> Metrics | None:
         return _metrics
 
 
+# The settings (names without the prefix) the instruments are made from:
+# a change to one of them calls for reset_metrics().
+SETTINGS_USED = frozenset(
+    {
+        "METRICS_ENABLED",
+        "METRICS_NAMESPACE",
+        "METRICS_LATENCY_BUCKETS",
+        "METRICS_SIZE_BUCKETS",
+        "METRICS_LABEL_CAP",
+        "SERVICE_VERSION",
+    }
+)
+
+
 def reset_metrics() -> None:
     """Drop the instruments so the next use recreates them from the settings.
 
-    Called when a metrics setting changes; tests call it for fresh values.
+    This module's one reset path: ``apps.py`` calls it when a setting in
+    :data:`SETTINGS_USED` changes; tests call it for fresh values.
     """
     global _metrics, _metrics_failed
     with _metrics_lock:

@@ -77,7 +77,7 @@ def exporter_names() -> tuple[str, ...]:
     applies, which may list several (``otlp,console``); names we do not
     support (``zipkin``...) are left out with a warning.
     """
-    value = valid_or_default("TRACING_EXPORTER", None)
+    value = valid_or_default("TRACING_EXPORTER")
     if value is not None:
         value = value.lower()
         return () if value == "none" else (value,)
@@ -98,7 +98,7 @@ def exporter_names() -> tuple[str, ...]:
 
 
 def otlp_protocol() -> str:
-    value = valid_or_default("TRACING_OTLP_PROTOCOL", None)
+    value = valid_or_default("TRACING_OTLP_PROTOCOL")
     if value is None:
         value = (
             os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
@@ -119,7 +119,7 @@ def otlp_endpoint(protocol: str) -> str | None:
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` specifies; ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
     is used as it is. ``None`` lets the exporter pick its default.
     """
-    base = valid_or_default("TRACING_OTLP_ENDPOINT", None)
+    base = valid_or_default("TRACING_OTLP_ENDPOINT")
     if base is None:
         full = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         if full:
@@ -144,7 +144,7 @@ def export_timeout() -> float:
     read in seconds as opentelemetry-python's exporters read them. A value
     that is not a positive number is logged and replaced by the default.
     """
-    value = valid_or_default("TRACING_EXPORT_TIMEOUT", None)
+    value = valid_or_default("TRACING_EXPORT_TIMEOUT")
     if value is not None:
         return float(value)
     for name in _TIMEOUT_VARIABLES:
@@ -179,7 +179,7 @@ def sample_ratio() -> float:
     samplers take ``OTEL_TRACES_SAMPLER_ARG`` (a number from 0 to 1, else 1.0
     with a warning), the ``always_off`` samplers give 0, anything else 1.
     """
-    value = valid_or_default("TRACING_SAMPLE_RATIO", None)
+    value = valid_or_default("TRACING_SAMPLE_RATIO")
     if value is not None:
         return float(value)
     sampler = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
@@ -587,7 +587,7 @@ if hasattr(os, "register_at_fork"):
 def exit_timeout() -> float:
     """Seconds the flush at exit may wait in all: ``OBSERVABILITY_TRACING_EXIT_TIMEOUT``."""
     try:
-        return float(valid_or_default("TRACING_EXIT_TIMEOUT", DEFAULT_TRACING_EXIT_TIMEOUT))
+        return float(valid_or_default("TRACING_EXIT_TIMEOUT"))
     except Exception:  # settings not configured (a process that never set Django up)
         return DEFAULT_TRACING_EXIT_TIMEOUT
 

@@ -9,11 +9,7 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from django_observability.conf import (
-    DEFAULT_HEALTH_CHECKS,
-    DEFAULT_HEALTH_READINESS_CHECKS,
-    valid_or_default,
-)
+from django_observability.conf import valid_or_default
 from django_observability.health.base import FunctionCheck, HealthCheck, HealthError
 from django_observability.health.runner import CheckSpec
 
@@ -54,8 +50,8 @@ def build_check(target: Any, options: dict[str, Any]) -> HealthCheck:
 
 
 def _load() -> dict[str, CheckSpec]:
-    configured = valid_or_default("HEALTH_CHECKS", DEFAULT_HEALTH_CHECKS)
-    default_timeout = valid_or_default("HEALTH_TIMEOUT", 0.5)
+    configured = valid_or_default("HEALTH_CHECKS")
+    default_timeout = valid_or_default("HEALTH_TIMEOUT")
     specs: dict[str, CheckSpec] = {}
     for name, entry in configured.items():
         target, options = (entry[0], entry[1]) if isinstance(entry, (list, tuple)) else (entry, {})
@@ -87,7 +83,7 @@ def specs_for(names: Sequence[str]) -> list[CheckSpec]:
 
 
 def readiness_specs() -> list[CheckSpec]:
-    return specs_for(valid_or_default("HEALTH_READINESS_CHECKS", DEFAULT_HEALTH_READINESS_CHECKS))
+    return specs_for(valid_or_default("HEALTH_READINESS_CHECKS"))
 
 
 def reset() -> None:

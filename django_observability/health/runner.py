@@ -186,7 +186,7 @@ class Runner:
             self._running.clear()
         if self._executor is None:
             self._executor = DaemonPool(
-                valid_or_default("HEALTH_MAX_THREADS", 8), "observability-health"
+                valid_or_default("HEALTH_MAX_THREADS"), "observability-health"
             )
         return self._executor
 
@@ -225,7 +225,7 @@ class Runner:
             result = CheckResult(
                 run.spec.name, [Component(status=FAIL, output=failure_output(exc))], 0.0
             )
-        ttl = valid_or_default("HEALTH_CACHE_SECONDS", 1.0)
+        ttl = valid_or_default("HEALTH_CACHE_SECONDS")
         with self._lock:
             if self._running.get(run.spec.name) is run:
                 del self._running[run.spec.name]
@@ -245,7 +245,7 @@ class Runner:
         return ready
 
     def _wait_seconds(self, waiting: list[_Run], started: float) -> float:
-        deadline = started + valid_or_default("HEALTH_DEADLINE", 0.8)
+        deadline = started + valid_or_default("HEALTH_DEADLINE")
         cutoff = max((run.started + run.spec.timeout for run in waiting), default=started)
         return max(0.0, min(cutoff, deadline) - time.monotonic())
 
@@ -331,3 +331,12 @@ def _record(result: CheckResult) -> None:
 
 
 runner = Runner()
+
+
+def reset() -> None:
+    """Forget the cached results, so the next evaluation runs the checks afresh.
+
+    This module's reset path, called when an ``OBSERVABILITY_HEALTH_*`` setting
+    changes (the checks, their timeouts or the cache time may differ now).
+    """
+    runner.clear()

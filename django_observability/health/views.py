@@ -52,7 +52,7 @@ _TEXT_TITLES = {LIVE: "livez", READY: "readyz", REPORT: "healthz"}
 
 
 def _policy() -> str:
-    return valid_or_default("HEALTH_SHOW_DETAILS", "authorized")
+    return valid_or_default("HEALTH_SHOW_DETAILS")
 
 
 def details_allowed(request: HttpRequest) -> bool:
