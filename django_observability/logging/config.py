@@ -1,0 +1,113 @@
+"""``logging_config()``: a complete ``LOGGING`` dict, JSON lines on stdout."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+__all__ = ["logging_config"]
+
+
+def logging_config(
+    level: str | int = "INFO",
+    *,
+    json: bool = True,
+    access_log: bool = True,
+    stream: str | IO[str] = "ext://sys.stdout",
+    mail_admins: bool = True,
+) -> dict[str, Any]:
+    """A complete ``LOGGING`` dict: every record as one JSON line on stdout.
+
+    In ``settings.py``::
+
+        from django_observability.logging import logging_config
+
+        LOGGING = logging_config()                        # INFO, JSON
+        LOGGING = logging_config("DEBUG", json=not DEBUG)  # text lines while developing
+
+    One handler (``"console"``, on the root logger) writes everything, once:
+    Django's loggers (``django``, ``django.request``, ``django.server``,
+    ``django.security``), this app's (``django_observability``, its ``.access``
+    and ``.audit`` records) and the servers' (``gunicorn.error``,
+    ``gunicorn.access``, ``uvicorn``, ``uvicorn.error``, ``uvicorn.access``)
+    lose the handlers Django, gunicorn or uvicorn gave them and propagate to
+    it. Django's ``mail_admins`` handler on ``django`` is kept as Django sets
+    it (errors, only when ``DEBUG`` is off and ``ADMINS`` is set).
+
+    ``level``
+        Level of the root logger and of ``django``, ``django_observability``,
+        ``gunicorn.error`` and ``uvicorn``. Access and audit records are
+        logged at INFO whatever this is.
+    ``json``
+        ``False`` writes :class:`TextFormatter` lines instead (for a terminal).
+    ``access_log``
+        ``False`` drops this app's per-request access records. The servers'
+        own access lines (``gunicorn.access``, ``uvicorn.access``) are kept;
+        to drop them set ``LOGGING["loggers"]["gunicorn.access"]["level"] =
+        "WARNING"``.
+    ``stream``
+        Where lines go: an ``ext://`` name as ``dictConfig`` understands it, or
+        a file object.
+    ``mail_admins``
+        ``False`` leaves out Django's ``mail_admins`` handler, which reads the
+        settings when it is made: for gunicorn's ``logconfig_dict``, applied by
+        the master before Django is loaded (see the README, gunicorn).
+
+    Django applies ``LOGGING`` when it starts, so under gunicorn or uvicorn
+    the server's own lines written before the application is loaded (the
+    master's start-up lines) keep the server's format, unless the server gets
+    the same dict, made with ``mail_admins=False``: ``logconfig_dict`` in
+    ``gunicorn.conf.py``, or saved as JSON for ``uvicorn --log-config``.
+
+    The result is a plain dict: change it before Django applies it.
+    """
+    if isinstance(level, str):
+        level = level.upper()
+    inherit = "NOTSET"
+
+    def propagating(logger_level: str | int) -> dict[str, Any]:
+        return {"level": logger_level, "handlers": [], "propagate": True}
+
+    config: dict[str, Any] = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {"()": "django_observability.logging.JsonFormatter"},
+            "text": {"()": "django_observability.logging.TextFormatter"},
+        },
+        "filters": {
+            "context": {"()": "django_observability.logging.ContextFilter"},
+            "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json" if json else "text",
+                "filters": ["context"],
+                "stream": stream,
+            },
+            "mail_admins": {
+                "level": "ERROR",
+                "filters": ["require_debug_false"],
+                "class": "django.utils.log.AdminEmailHandler",
+            },
+        },
+        "root": {"level": level, "handlers": ["console"]},
+        "loggers": {
+            "django": {"level": level, "handlers": ["mail_admins"], "propagate": True},
+            "django.request": propagating(inherit),
+            "django.server": propagating(inherit),
+            "django.security": propagating(inherit),
+            "django_observability": propagating(level),
+            "django_observability.access": propagating("INFO" if access_log else "WARNING"),
+            "django_observability.audit": propagating("INFO"),
+            "gunicorn.error": propagating(level),
+            "gunicorn.access": propagating("INFO"),
+            "uvicorn": propagating(level),
+            "uvicorn.error": propagating(inherit),
+            "uvicorn.access": propagating("INFO"),
+        },
+    }
+    if not mail_admins:
+        del config["handlers"]["mail_admins"], config["filters"]["require_debug_false"]
+        config["loggers"]["django"]["handlers"] = []
+    return config

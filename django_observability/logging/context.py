@@ -1,0 +1,127 @@
+"""What a log record gets from the request and the span it was logged in.
+
+Three correlation ids: the request id, and the trace and span ids of the
+current OpenTelemetry span. A record carries them as the attributes
+``request_id``, ``trace_id`` and ``span_id`` (stamped by :class:`ContextFilter`,
+or passed with ``extra=``); otherwise they are read when the record is
+formatted. Everything this package knows about the request's own state goes
+through :func:`request_ids`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django_observability.request_id import get_request_id as current_request_id
+
+try:
+    from opentelemetry.trace import get_current_span
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    get_current_span = None  # type: ignore[assignment]
+
+__all__ = ["ID_ATTRS", "ContextFilter", "current_request_id", "record_ids", "request_ids"]
+
+# Record attributes that carry the correlation ids, in the order the functions
+# below return them. They become http.request.id, trace.id and span.id.
+ID_ATTRS = ("request_id", "trace_id", "span_id")
+
+_MISSING: Any = object()
+
+
+def otel_ids() -> tuple[str | None, str | None]:
+    """Trace and span ids of the current OpenTelemetry span, as lowercase hex."""
+    if get_current_span is None:
+        return None, None
+    context = get_current_span().get_span_context()
+    if not context.is_valid:
+        return None, None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
+def request_ids(request: Any) -> tuple[Any, Any, Any]:
+    """(request id, trace id, span id) that the middleware kept on ``request``.
+
+    The one place this package reads the request's own state. Django logs a
+    4xx or 5xx response (``django.request``) with the request in
+    ``extra={"request": ...}`` after the middleware has returned, when the
+    request's context is gone: the ids then come from the request itself.
+    Anything unexpected (not a request, ids of the wrong type, a failing
+    accessor) gives ``None`` for that id, never an exception.
+    """
+    state = getattr(request, "__dict__", None)
+    if not isinstance(state, dict):
+        return None, None, None
+    request_id = state.get("request_id")
+    if type(request_id) is not str:
+        request_id = None
+    trace_id = span_id = None
+    span_ids = getattr(state.get("_observability"), "span_ids", None)  # the middleware's
+    try:
+        ids = span_ids() if callable(span_ids) else None
+    except Exception:
+        ids = None
+    if type(ids) is tuple and len(ids) == 3:
+        trace_id, span_id = ids[0], ids[1]
+    return request_id, trace_id, span_id
+
+
+def record_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:
+    """(request id, trace id, span id) of a record: stamped on it, else from the context.
+
+    An id passed explicitly (even ``None``) wins; a record about a request
+    whose context has ended takes the ids the request kept.
+    """
+    state = record.__dict__
+    request_id = state.get("request_id", _MISSING)
+    if request_id is _MISSING:
+        request_id = current_request_id()
+    trace_id = state.get("trace_id", _MISSING)
+    span_id = state.get("span_id", _MISSING)
+    if trace_id is _MISSING or span_id is _MISSING:
+        current_trace, current_span = otel_ids()
+        if trace_id is _MISSING:
+            trace_id = current_trace
+        if span_id is _MISSING:
+            span_id = current_span
+    if request_id is None and "request" in state:
+        request_id, request_trace, request_span = _ids_of_logged_request(state)
+        if trace_id is None and span_id is None:
+            trace_id, span_id = request_trace, request_span
+    return request_id, trace_id, span_id
+
+
+def _ids_of_logged_request(state: dict[str, Any]) -> tuple[Any, Any, Any]:
+    request = state.get("request")
+    if request is None:
+        return None, None, None
+    return request_ids(request)
+
+
+class ContextFilter(logging.Filter):
+    """Stamp ``request_id``, ``trace_id`` and ``span_id`` on each record at log time.
+
+    Attach it to the handler (or logger) that first sees the record. Formatting
+    that happens later or elsewhere (a ``QueueHandler`` and its listener thread,
+    an async handler) then still reports the request and span that logged it.
+    Values passed explicitly with ``extra=`` are kept. Never drops a record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            state = record.__dict__
+            if "request_id" not in state:
+                state["request_id"] = current_request_id()
+            if "trace_id" not in state or "span_id" not in state:
+                trace_id, span_id = otel_ids()
+                state.setdefault("trace_id", trace_id)
+                state.setdefault("span_id", span_id)
+            if state["request_id"] is None and "request" in state:
+                # Logged about a request after its context ended (django.request).
+                request_id, trace_id, span_id = _ids_of_logged_request(state)
+                state["request_id"] = request_id
+                if state["trace_id"] is None and state["span_id"] is None:
+                    state["trace_id"], state["span_id"] = trace_id, span_id
+        except Exception:  # noqa: S110 - a filter must never stop a record
+            pass
+        return True
