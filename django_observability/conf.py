@@ -6,8 +6,10 @@ stored value is read. Everything else derives from that line: the attribute
 ``conf.NAME`` (read from ``django.conf.settings`` on every access, so
 ``override_settings`` works), the system check that reports a bad value
 (:mod:`django_observability.checks`) and :func:`valid_or_default`, the run-time
-reading that falls back to the default (and logs once per call) rather than
-fail a request because of a bad setting.
+reading that falls back to the default (with an error log line) rather than
+fail a request because of a bad setting. Both judge the value as the user
+wrote it, so a value ``manage.py check`` reports is a value the run time
+replaces, and only such a value.
 """
 
 from __future__ import annotations
@@ -465,10 +467,7 @@ def validate(name: str, value: Any) -> str | None:
     return SETTINGS[name].validate(value)
 
 
-_DECLARED: Any = object()
-
-
-def valid_or_default(name: str, default: Any = _DECLARED) -> Any:
+def valid_or_default(name: str, default: Any = None) -> Any:
     """``OBSERVABILITY_<name>`` if its value is valid, else its declared default.
 
     An invalid value is logged as an error and replaced by the default from

@@ -1,5 +1,10 @@
 """The Prometheus instruments and the rules that keep their labels bounded.
 
+Every instrument is one row of :data:`INSTRUMENTS` (name, type, labels, help,
+unit, buckets, multiprocess mode): :class:`Metrics` makes an attribute of each
+row and :meth:`Metrics.unregister` removes whatever was made, so adding a
+metric is adding a row (and, if it needs one, a recording method).
+
 Label rules (see the README's metrics reference):
 
 * ``route``: the URL pattern that matched (``/items/<int:pk>/``), never the raw
