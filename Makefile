@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Where pyenv provides the other supported interpreters, let nox find them.
 export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12|13)\.' | sort -V | awk -F. '!seen[$$1"."$$2]++' | paste -sd: -)
 
-.PHONY: venv peers lint docs test test-unit test-matrix demo bench clean
+.PHONY: venv peers lint docs test test-unit test-matrix demo bench bench-http clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,7 +50,7 @@ test: venv peers lint docs
 	$(MAKE) test-matrix
 
 test-unit: venv
-	$(BIN)/pytest -m "not peers"
+	$(BIN)/pytest -m "not peers and not bench"
 
 test-matrix: venv
 	$(BIN)/nox
@@ -74,8 +74,14 @@ demo: venv
 	cd example_project && PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(DEMO_DIR)/prometheus-multiproc \
 	  ../$(BIN)/gunicorn -c gunicorn.conf.py example.wsgi
 
+# What each stack costs against the anchors: in process, then over HTTP
+# (gunicorn on loopback, loaded by wrk; a Python client if wrk is missing).
 bench: venv
 	$(BIN)/python benchmarks/run.py
+	$(MAKE) bench-http
+
+bench-http: venv
+	$(BIN)/python benchmarks/over_http.py
 
 clean:
 	rm -rf $(VENV) .nox .pytest_cache .ruff_cache $(DEMO_DIR) example_project/db.sqlite3

@@ -23,7 +23,9 @@ COMBINATIONS = [
 def unit(session: nox.Session, django: str) -> None:
     session.install(f"django~={django}.0", "-e", ".[test]")
     session.run("python", "-c", "import django, sys; print(sys.version, django.get_version())")
-    session.run("pytest", "-m", "not peers", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run(
+        "pytest", "-m", "not peers and not bench", "-q", "-p", "no:cacheprovider", *session.posargs
+    )
 
 
 @nox.session(name="prometheus-client-oldest", python="3.12")
@@ -31,4 +33,6 @@ def prometheus_client_oldest(session: nox.Session) -> None:
     """The unit tests on the oldest prometheus_client we support (metrics_store.py reads
     and writes its multiprocess files, exposition.py its encoders)."""
     session.install("-e", ".[test]", "prometheus-client==0.23.1")
-    session.run("pytest", "-m", "not peers", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run(
+        "pytest", "-m", "not peers and not bench", "-q", "-p", "no:cacheprovider", *session.posargs
+    )

@@ -1,7 +1,6 @@
 """Per-request cost of the instrumentation middleware, side by side, in one run.
 
     .venv/bin/python benchmarks/run.py [--rounds 7] [--requests 20000] [--full-requests 10000]
-    .venv/bin/python benchmarks/run.py --span-processor simple|keep   # diagnostics, see below
 
 Each round runs every configuration (bare Django, django-prometheus, ours, and
 the full stacks with tracing and a JSON access log: the anchors', ours, ours
@@ -9,14 +8,8 @@ at 10% sampling, and two references: sdk_span_floor, the SDK's own server span
 alone, and sdk_span_log_floor, that span plus one plain-text line per request
 through the standard library's logging) in a fresh process, in an order that
 rotates from round to round; the tables report medians over the rounds. See
-benchmarks/README.md for how to read them.
-
-``--span-processor simple`` gives every traced configuration a
-SimpleSpanProcessor instead of the batch processor: spans are exported when they
-end, on the request thread, with no export thread. ``--span-processor keep`` is
-the same plus the last 512 ended spans kept alive, as a batch queue holds them.
-Both are diagnostics of what the batch processor costs the request loop, and
-why; the targets are judged with the batch processor, as the issue sets them.
+benchmarks/README.md for how to read them. ``benchmarks/over_http.py`` measures
+the same stacks behind gunicorn, over loopback.
 """
 
 from __future__ import annotations
@@ -41,12 +34,6 @@ SPAN_FLOOR = "sdk_span_floor"
 SPAN_LOG_FLOOR = "sdk_span_log_floor"
 FLOORS = (SPAN_FLOOR, SPAN_LOG_FLOOR)
 CONFIGS = (*METRICS_CONFIGS, *FULL_CONFIGS, *FLOORS)
-# As benchmarks.stacks.SPAN_PROCESSORS: batch is the measure, the others diagnostics.
-SPAN_PROCESSORS = ("batch", "simple", "keep")
-DIAGNOSTICS = {
-    "simple": "SimpleSpanProcessor",
-    "keep": "SimpleSpanProcessor + the last 512 spans kept alive",
-}
 # Timed with --full-requests: every configuration that exports spans.
 TRACED_CONFIGS = (*FULL_CONFIGS, *FLOORS)
 LABELS = {
@@ -106,9 +93,12 @@ def machine() -> dict[str, str | int]:
     }
 
 
-def run_worker(
-    config: str, requests: int, warmup: int, renders: int, span_processor: str = "batch"
-) -> dict:
+def run_worker(config: str, requests: int, warmup: int, renders: int) -> dict:
+    """One configuration in a fresh ``benchmarks.worker`` process; its JSON result.
+
+    Exits the run when the worker fails (a wrong status, or a count, span or
+    log line that does not match the requests sent).
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -117,7 +107,6 @@ def run_worker(
         f"--requests={requests}",
         f"--warmup={warmup}",
         f"--renders={renders}",
-        f"--span-processor={span_processor}",
     ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -173,7 +162,8 @@ def verification_summary(checks: list[dict], plain: bool = False) -> str:
     return text
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the rounds, print the tables and write the results JSON; 0 unless a worker failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=20_000, help="timed requests per process")
@@ -185,15 +175,8 @@ def main() -> int:
     )
     parser.add_argument("--warmup", type=int, default=2_000, help="untimed requests first")
     parser.add_argument("--renders", type=int, default=200, help="timed /metrics renders")
-    parser.add_argument(
-        "--span-processor",
-        choices=SPAN_PROCESSORS,
-        default="batch",
-        help="span processor of the traced configurations; simple and keep are diagnostics "
-        "(no export thread; keep also holds 512 ended spans), the targets are judged with batch",
-    )
-    args = parser.parse_args()
-    diagnostic = DIAGNOSTICS.get(args.span_processor)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="directory for the JSON")
+    args = parser.parse_args(argv)
 
     from benchmarks.traffic import MIX
 
@@ -213,13 +196,6 @@ def main() -> int:
         f"{args.renders} /metrics renders",
         flush=True,
     )
-    if diagnostic:
-        print(
-            "DIAGNOSTIC RUN: the traced configurations export each span on the request "
-            f"thread ({diagnostic}), with no export thread. The targets are judged "
-            "with the batch processor (run without --span-processor).",
-            flush=True,
-        )
 
     rounds: list[dict[str, dict]] = []
     started = time.monotonic()
@@ -232,7 +208,6 @@ def main() -> int:
                 args.full_requests if c in TRACED_CONFIGS else args.requests,
                 args.warmup,
                 args.renders,
-                args.span_processor,
             )
             for c in order
         }
@@ -315,17 +290,12 @@ def main() -> int:
     floor_ratio = added[SPAN_FLOOR] / anchors_added
     log_floor_ratio = added[SPAN_LOG_FLOOR] / anchors_added
     for c in FLOORS:
-        floor_label = LABELS[c]
-        if diagnostic:
-            floor_label = floor_label.replace("batch processor", diagnostic)
         print(
-            f"| {floor_label} | {fmt(median[c])} | +{fmt(added[c])} "
+            f"| {LABELS[c]} | {fmt(median[c])} | +{fmt(added[c])} "
             f"| {added[c] / anchors_added:.2f}x |"
         )
     full_ratio = added["ours_full"] / anchors_added
     full_verdict = "met" if full_ratio <= TARGET_FULL_RATIO else "NOT met"
-    if diagnostic:
-        full_verdict += f" (diagnostic run with {diagnostic}: not the target's measure)"
     full_best_ratio = (best["ours_full"] - best["bare"]) / (best["anchors_full"] - best["bare"])
     print()
     print(
@@ -344,17 +314,6 @@ def main() -> int:
         f"{fmt(best['ours_full_10pct'])}, {SPAN_FLOOR} {fmt(best[SPAN_FLOOR])}, "
         f"{SPAN_LOG_FLOOR} {fmt(best[SPAN_LOG_FLOOR])} µs)."
     )
-    switches = {
-        c: [rd[c].get("export_thread_switches_per_request") for rd in rounds]
-        for c in TRACED_CONFIGS
-    }
-    if all(v is not None for values in switches.values() for v in values):
-        print(
-            "Export thread switched out per timed request (median; each is a wake-up, "
-            "for its next batch or for the GIL): "
-            + ", ".join(f"{c} {statistics.median(switches[c]):.2f}" for c in TRACED_CONFIGS)
-            + "."
-        )
     print()
     print("Verified in every full-stack and floor worker (all rounds):")
     for c in TRACED_CONFIGS:
@@ -363,15 +322,13 @@ def main() -> int:
         )
         print(f"  {c}: {summary}")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    suffix = f"-{args.span_processor}" if diagnostic else ""
-    out = RESULTS / f"bench-{stamp}{suffix}.json"
+    args.results.mkdir(parents=True, exist_ok=True)
+    out = args.results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(
         json.dumps(
             {
                 "machine": info,
-                "args": vars(args),
+                "args": {k: str(v) for k, v in vars(args).items()},
                 "seconds": round(time.monotonic() - started, 1),
                 "median_us_per_request": median,
                 "added_us_over_bare": added,
@@ -392,7 +349,7 @@ def main() -> int:
         + "\n",
         encoding="utf-8",
     )
-    print(f"\nResults: {out.relative_to(ROOT)} ({time.monotonic() - started:.0f} s)")
+    print(f"\nResults: {out} ({time.monotonic() - started:.0f} s)")
     return 0
 
 

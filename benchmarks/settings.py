@@ -36,7 +36,7 @@ if CONFIG not in CONFIGS:
 
 SECRET_KEY = "benchmarks-only-not-secret"
 DEBUG = False
-ALLOWED_HOSTS = ["testserver"]
+ALLOWED_HOSTS = ["testserver", "127.0.0.1"]  # in process; over HTTP
 ROOT_URLCONF = "benchmarks.urls"
 USE_TZ = True
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}

@@ -31,7 +31,6 @@ References, not stacks a team would run:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -57,12 +56,6 @@ SAMPLE_RATIOS = {
 }
 # The BatchSpanProcessor's queue, for every stack alike (see make_provider).
 SPAN_QUEUE_SIZE = 65_536
-# "batch" (what is measured against the target) or "simple": a diagnostic that
-# exports each span on the request thread, leaving no export thread (see make_provider).
-SPAN_PROCESSORS = ("batch", "simple", "keep")
-# "keep": how many ended spans stay alive, as in a batch queue between exports.
-KEPT_SPANS = 512
-SPAN_PROCESSOR_ENV = "BENCH_SPAN_PROCESSOR"
 # sdk_span_floor's provider, set by install_tracing before Django loads the middleware.
 _floor_provider: Any = None
 # The worker points this at a file in a fresh temporary directory before Django starts.
@@ -195,18 +188,10 @@ class DiscardingExporter(SpanExporter):
 
 
 def make_provider(ratio: float, exporter: DiscardingExporter) -> Any:
-    """An SDK TracerProvider sampling ``ratio`` of new traces, batching into ``exporter``.
-
-    With ``BENCH_SPAN_PROCESSOR=simple`` (``run.py --span-processor simple``)
-    the provider gets a ``SimpleSpanProcessor`` instead: each span goes to the
-    exporter when it ends, on the request thread, and there is no export
-    thread. With ``keep``, the same plus the last ``KEPT_SPANS`` spans kept
-    alive (see ``_KeepSpans``). Diagnostics, the same for every stack: they
-    show what the batch processor costs the request loop, and why.
-    """
+    """An SDK TracerProvider sampling ``ratio`` of new traces, batching into ``exporter``."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 
     root = ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio)
@@ -224,48 +209,8 @@ def make_provider(ratio: float, exporter: DiscardingExporter) -> Any:
     # "Queue full, dropping Span" and the worker's one-span-per-request check
     # fails; a dropped span also skips its export, which would flatter whichever
     # run drops most. The same queue for every stack keeps the comparison fair.
-    kind = os.environ.get(SPAN_PROCESSOR_ENV) or "batch"
-    if kind not in SPAN_PROCESSORS:
-        raise RuntimeError(f"{SPAN_PROCESSOR_ENV} must be one of {SPAN_PROCESSORS}, not {kind!r}")
-    if kind == "simple":
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-    elif kind == "keep":
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-        provider.add_span_processor(_KeepSpans(KEPT_SPANS))
-    else:
-        provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE_SIZE))
+    provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE_SIZE))
     return provider
-
-
-class _KeepSpans:
-    """Keeps the last ``count`` ended spans alive, on the request thread.
-
-    With a SimpleSpanProcessor (``--span-processor keep``): spans are exported
-    as they end, and no thread is added, but as many stay in memory as a batch
-    queue holds between exports. It separates what the batch processor costs
-    the request loop through its thread from what it costs by keeping spans
-    alive (the garbage collector's work on them).
-    """
-
-    def __init__(self, count: int) -> None:
-        import collections
-
-        self._kept: Any = collections.deque(maxlen=count)
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
-
-    def _on_ending(self, span: Any) -> None:
-        pass
-
-    def on_end(self, span: Any) -> None:
-        self._kept.append(span)
-
-    def shutdown(self) -> None:
-        self._kept.clear()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 def install_tracing(config: str) -> tuple[Any, DiscardingExporter]:

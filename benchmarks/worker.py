@@ -12,10 +12,6 @@ request sent, warm-up included, with the right method, path and status.
 The reference ``sdk_span_floor`` (the SDK's own server span, no access log,
 no metrics) checks the spans only; ``sdk_span_log_floor`` checks its spans and
 its plain-text lines (``GET /path 200``), one per request.
-
-Every traced worker also reports how often the batch processor's export
-thread was switched out per timed request (Linux: its voluntary context
-switches, from ``/proc``), which shows how often it was woken.
 """
 
 from __future__ import annotations
@@ -107,26 +103,6 @@ def _plain_line(text: str) -> dict[str, Any] | None:
     if len(parts) != 3 or not parts[2].isdigit():
         return None
     return {"method": parts[0], "path": parts[1], "status": int(parts[2])}
-
-
-def export_thread_switches() -> int | None:
-    """Voluntary context switches of the batch processor's export thread so far.
-
-    Each is the thread going to sleep: waiting for its next batch, or for the
-    GIL after a wake-up. ``None`` where ``/proc`` does not say (not Linux).
-    """
-    import threading
-
-    for thread in threading.enumerate():
-        if thread.name.startswith("OtelBatch") and thread.native_id is not None:
-            try:
-                with open(f"/proc/self/task/{thread.native_id}/status", encoding="ascii") as fh:
-                    for line in fh:
-                        if line.startswith("voluntary_ctxt_switches:"):
-                            return int(line.split(":", 1)[1])
-            except (OSError, ValueError):
-                return None
-    return None
 
 
 def check_full_stack(
@@ -237,19 +213,11 @@ def check_full_stack(
 
 
 def main() -> int:
-    from benchmarks.stacks import SPAN_PROCESSORS
-
     parser = argparse.ArgumentParser()
     parser.add_argument("config", choices=CONFIGS)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--renders", type=int, default=200)
-    parser.add_argument(
-        "--span-processor",
-        choices=SPAN_PROCESSORS,
-        default="batch",
-        help="the traced configurations' span processor (simple, keep: diagnostics, see stacks.py)",
-    )
     args = parser.parse_args()
 
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -260,9 +228,7 @@ def main() -> int:
     for name in [n for n in os.environ if n.startswith("OTEL_")]:
         del os.environ[name]
 
-    from benchmarks.stacks import LOG_FILE_ENV, LOGGED_CONFIGS, SPAN_PROCESSOR_ENV, TRACED_CONFIGS
-
-    os.environ[SPAN_PROCESSOR_ENV] = args.span_processor
+    from benchmarks.stacks import LOG_FILE_ENV, LOGGED_CONFIGS, TRACED_CONFIGS
 
     traced = args.config in TRACED_CONFIGS
     log_file = None
@@ -308,7 +274,6 @@ def main() -> int:
     blocks = max(1, args.requests // block)
     block_templates = templates * BLOCK_PASSES
     block_us = []
-    switches_before = export_thread_switches() if traced else None
     for _ in range(blocks):
         start = time.perf_counter_ns()
         for template in block_templates:
@@ -329,12 +294,6 @@ def main() -> int:
         "us_per_request_mean": statistics.fmean(block_us),
     }
     if traced:
-        result["span_processor"] = args.span_processor
-        switches_after = export_thread_switches()
-        if switches_before is not None and switches_after is not None:
-            result["export_thread_switches_per_request"] = (switches_after - switches_before) / (
-                blocks * block
-            )
         try:
             result["verified"] = check_full_stack(
                 args.config, sent_requests, provider, exporter, log_file, problems
