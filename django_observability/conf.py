@@ -258,8 +258,8 @@ def _model_labels(value: Any) -> str | None:
 # defaults come from the environment.
 
 
-def _otel_resource_attribute(key: str) -> str | None:
-    """Read one ``key=value`` entry of ``OTEL_RESOURCE_ATTRIBUTES`` (percent-decoded)."""
+def otel_resource_attribute(key: str) -> str | None:
+    """One ``key=value`` entry of ``OTEL_RESOURCE_ATTRIBUTES`` (percent-decoded), if any."""
     raw = os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     for item in raw.split(","):
         name, sep, value = item.partition("=")
@@ -268,12 +268,29 @@ def _otel_resource_attribute(key: str) -> str | None:
     return None
 
 
+# The old private name, still imported by logging/service.py; use the public one.
+_otel_resource_attribute = otel_resource_attribute
+
+
 def env_service_name() -> str | None:
     """The service name the OpenTelemetry environment gives, if any.
 
     ``OTEL_SERVICE_NAME``, else ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``.
     """
-    return os.environ.get("OTEL_SERVICE_NAME") or _otel_resource_attribute("service.name")
+    return os.environ.get("OTEL_SERVICE_NAME") or otel_resource_attribute("service.name")
+
+
+def env_environment() -> str:
+    """The deployment environment the OpenTelemetry environment gives, else ``""``.
+
+    ``deployment.environment.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, else the
+    older ``deployment.environment``.
+    """
+    return (
+        otel_resource_attribute("deployment.environment.name")
+        or otel_resource_attribute("deployment.environment")
+        or ""
+    )
 
 
 def _service_name(value: Any) -> str:
@@ -289,17 +306,11 @@ def _service_name(value: Any) -> str:
 def _service_version(value: Any) -> str:
     if value:
         return str(value)
-    return _otel_resource_attribute("service.version") or ""
+    return otel_resource_attribute("service.version") or ""
 
 
 def _environment(value: Any) -> str:
-    if value:
-        return str(value)
-    return (
-        _otel_resource_attribute("deployment.environment.name")
-        or _otel_resource_attribute("deployment.environment")
-        or ""
-    )
+    return str(value) if value else env_environment()
 
 
 def _drain_file(value: Any) -> str:
