@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_observability.request_id import get_request_id
+from django_observability.context import get_request_id
 
 __version__ = "0.1.0"
 
@@ -15,7 +15,7 @@ def __getattr__(name: str) -> Any:
     # Imported lazily so that "import django_observability" stays free of side
     # effects (prometheus_client reads PROMETHEUS_MULTIPROC_DIR when imported).
     if name == "observability_exempt":
-        from django_observability.middleware import observability_exempt
+        from django_observability.exemption import observability_exempt
 
         return observability_exempt
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,8 +50,7 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
         return
     if not setting.startswith(PREFIX):
         return
-    from django_observability import db, metrics
-    from django_observability.access import _networks
+    from django_observability import db, metrics, permissions
     from django_observability.audit import selection
     from django_observability.health import registry, runner
 
@@ -59,7 +58,7 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
     reset_config()
     db.reset()
     selection.reset()
-    _networks.cache_clear()
+    permissions.reset()
     if name in metrics.SETTINGS_USED:
         metrics.reset_metrics()
     if name.startswith("HEALTH_"):

@@ -30,6 +30,7 @@ from typing import Any
 from django.dispatch import Signal
 
 from django_observability.conf import valid_or_default
+from django_observability.context import current_request, get_request_id, loaded_user_id, user_id
 from django_observability.metrics import get_metrics
 
 logger = logging.getLogger("django_observability.audit")
@@ -106,8 +107,6 @@ def _emit(event: AuditEvent, level: int = logging.INFO) -> None:
 def _request_facts(request: Any) -> tuple[str | None, str | None]:
     """(client address, request id) of a request, if there is one."""
     if request is None:
-        from django_observability.request_id import current_request, get_request_id
-
         request = current_request()
         if request is None:
             return None, get_request_id()
@@ -115,24 +114,14 @@ def _request_facts(request: Any) -> tuple[str | None, str | None]:
     return meta.get("REMOTE_ADDR") or None, getattr(request, "request_id", None)
 
 
-def _user_pk(user: Any) -> str | None:
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    pk = getattr(user, "pk", None)
-    return None if pk is None else str(pk)
-
-
 def _acting_user_id() -> str | None:
     """The id of the user of the request being served, without a query when avoidable."""
-    from django_observability.middleware import _loaded_user_id
-    from django_observability.request_id import current_request
-
     request = current_request()
     if request is None:
         return None
-    user_id = _loaded_user_id(request)
-    if user_id is not None or not hasattr(request, "user"):
-        return user_id
+    actor_id = loaded_user_id(request)
+    if actor_id is not None or not hasattr(request, "user"):
+        return actor_id
     try:
         import asyncio
 
@@ -141,7 +130,7 @@ def _acting_user_id() -> str | None:
     except RuntimeError:
         pass
     try:
-        return _user_pk(request.user)
+        return user_id(request.user)
     except Exception:
         return None
 
@@ -167,7 +156,7 @@ def _session_event(action: str, event_type: str, request: Any, user: Any) -> Non
                 "authentication",
                 "success",
                 event_type,
-                actor_id=_user_pk(user),
+                actor_id=user_id(user),
                 client_ip=ip,
                 request_id=rid,
             )
@@ -194,7 +183,7 @@ def on_login_failed(
         _count_auth("login_failed")
         ip, rid = _request_facts(request)
         fields: dict[str, Any] = {}
-        if valid_or_default("AUDIT_LOG_USERNAMES", False):
+        if valid_or_default("AUDIT_LOG_USERNAMES"):
             username = _attempted_username(credentials or {})
             if username is not None:
                 fields["user.hash"] = username_hmac(username)
@@ -255,7 +244,7 @@ class _ModelSelection:
     def _load(self) -> tuple[set[str], set[str]]:
         apps: set[str] = set()
         models: set[str] = set()
-        for entry in valid_or_default("AUDIT_MODELS", ()):
+        for entry in valid_or_default("AUDIT_MODELS"):
             app_label, _, model = entry.partition(".")
             if model == "*":
                 apps.add(app_label.lower())
@@ -459,10 +448,8 @@ _BUILTIN_SECURITY = frozenset(SECURITY_TYPES.values()) | {"permission_denied"}
 def _loaded_actor(request: Any) -> str | None:
     if request is None:
         return None
-    from django_observability.middleware import _loaded_user_id
-
     try:
-        return _loaded_user_id(request)
+        return loaded_user_id(request)
     except Exception:
         return None
 
@@ -501,7 +488,7 @@ def record_event(
     if actor is None:
         actor_id = _acting_user_id()
     elif hasattr(actor, "pk"):
-        actor_id = _user_pk(actor)
+        actor_id = user_id(actor)
     else:
         actor_id = str(actor)
     ip, rid = _request_facts(None)
@@ -531,11 +518,11 @@ def record_event(
 
 
 def _auth_enabled() -> bool:
-    return bool(valid_or_default("AUTH_EVENTS", True))
+    return bool(valid_or_default("AUTH_EVENTS"))
 
 
 def _security_enabled() -> bool:
-    return bool(valid_or_default("SECURITY_EVENTS", True))
+    return bool(valid_or_default("SECURITY_EVENTS"))
 
 
 def install() -> None:

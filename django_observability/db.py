@@ -21,8 +21,9 @@ from typing import Any
 from django.db.backends.signals import connection_created
 
 from django_observability.conf import valid_or_default
-from django_observability.metrics import exception_name, get_metrics
-from django_observability.request_id import _request
+from django_observability.context import count_query
+from django_observability.formats import exception_name
+from django_observability.metrics import get_metrics
 from django_observability.tracing import get_tracer, set_error, spans_suppressed
 
 logger = logging.getLogger("django_observability")
@@ -39,7 +40,6 @@ _SYSTEMS = {
 }
 
 _perf_counter = time.perf_counter
-_current_request = _request.get
 
 
 def operation(sql: str) -> str:
@@ -113,13 +113,8 @@ class QueryObserver:
 
     def _record(self, op: str, seconds: float, exc: BaseException | None) -> None:
         try:
-            # The request being served keeps [count, seconds] of its queries
-            # for the access log (ObservabilityMiddleware's state on it).
-            tracked = getattr(_current_request(), "_observability", None)
-            if tracked is not None:
-                stats = tracked.queries
-                stats[0] += 1
-                stats[1] += seconds
+            # The request being served keeps its queries for the access log.
+            count_query(seconds)
             if not _metrics_enabled():
                 return
             metrics = get_metrics()
@@ -139,8 +134,8 @@ def _load_flags() -> tuple[bool, bool]:
     flags = _flags
     if flags is None:
         flags = _flags = (
-            bool(valid_or_default("TRACING_DB_SPANS", True)),
-            bool(valid_or_default("DB_METRICS", True)),
+            bool(valid_or_default("TRACING_DB_SPANS")),
+            bool(valid_or_default("DB_METRICS")),
         )
     return flags
 

@@ -1,8 +1,8 @@
-"""Request ids: validate an incoming one or make a new one, and expose it.
+"""Request ids: validate an incoming one or make a new one.
 
-The id of the request being served is available as ``request.request_id`` and,
-anywhere in the code that serves it (sync or async, including code run through
-``sync_to_async``), from :func:`get_request_id`.
+The id of the request being served is kept by :mod:`django_observability.context`
+(``request.request_id``, and :func:`get_request_id` anywhere in the code that
+serves the request).
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from contextvars import ContextVar
-from typing import Any
+
+from django_observability.context import REQUEST_ID, get_request_id
+
+__all__ = ["MAX_LENGTH", "from_meta", "get_request_id", "is_valid", "meta_key", "new_request_id"]
 
 # What we accept from a client: short, and characters that are safe in a log
 # line, a header and a URL without escaping.
@@ -40,22 +42,9 @@ def _refill() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pool.clear)
 
-_current: ContextVar[str | None] = ContextVar("django_observability_request_id", default=None)
-
-
-# The request being served (for audit records made outside the view's reach,
-# such as model signals). Internal: use request.request_id in views.
-_request: ContextVar[object | None] = ContextVar("django_observability_request", default=None)
-
-
-def current_request() -> Any:
-    """The request being served in this context, or ``None``."""
-    return _request.get()
-
-
-def get_request_id() -> str | None:
-    """The id of the request being served in this context, or ``None`` outside a request."""
-    return _current.get()
+# The variable's old name here, still set by tests/test_logging.py; it is
+# context.REQUEST_ID (get_request_id stays importable from here as well).
+_current = REQUEST_ID
 
 
 def new_request_id() -> str:

@@ -13,12 +13,12 @@ from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from django_observability.access import Access, check_access, head_without_body, refusal
 from django_observability.exemplars import MultiProcessWithExemplars
+from django_observability.exemption import observability_exempt
 from django_observability.exposition import fast_encoder
 from django_observability.metrics import get_metrics
 from django_observability.metrics_store import StoreBusy, StoreCollector, StoreStateCollector
-from django_observability.middleware import observability_exempt
+from django_observability.permissions import Access, check_access, head_without_body, refusal
 
 logger = logging.getLogger("django_observability.metrics")
 

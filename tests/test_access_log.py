@@ -70,7 +70,8 @@ def test_records_come_from_the_installed_record_factory(http, lines):
         logging.setLogRecordFactory(original)
     (line,) = lines()
     assert line["deployment_ring"] == "canary"
-    assert line["log"]["origin"]["function"] == "_access_log"
+    assert line["log"]["origin"]["function"] == "log_request"
+    assert line["log"]["origin"]["file"]["name"] == "access_log.py"
     assert line["http"]["response"]["status_code"] == 200
 
 

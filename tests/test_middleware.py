@@ -7,10 +7,10 @@ import pytest
 from asgiref.sync import iscoroutinefunction
 from django.test import Client, override_settings
 
-from django_observability import middleware
+from django_observability import faults
 from django_observability.metrics import Metrics
 from django_observability.middleware import ObservabilityMiddleware
-from tests.clients import AsyncHTTP, SyncHTTP, consume
+from tests.clients import AsyncHTTP, SyncHTTP
 from tests.views import BoomError
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
@@ -189,83 +189,7 @@ def test_body_size(http, samples):
     assert samples.value(f"{size}_sum", method="HEAD", route="/created/") == 0
 
 
-@pytest.mark.parametrize("path", ["/stream/", "/async-stream/"])
-def test_streaming_response_recorded_when_closed(http, samples, path):
-    response = http.get(path, consume=False)
-    assert response.status_code == 200
-    # Returned but not yet sent: still in flight, not yet recorded.
-    assert samples.total(DURATION_COUNT) == 0
-    assert samples.value("http_server_active_requests", method="GET") == 1
-    if response.is_async:
-        body = http_consume_async(response)
-    else:
-        body = b"".join(response.streaming_content)
-    assert samples.count(path) == 1
-    assert samples.value("http_server_active_requests", method="GET") == 0
-    sent = samples.value("http_server_response_body_size_bytes_sum", method="GET", route=path)
-    assert sent == len(body) > 0
-
-
-@pytest.mark.parametrize("path", ["/stream-fails/", "/async-stream-fails/"])
-def test_exception_while_streaming_is_counted_and_passes_through(http, samples, path):
-    from tests.views import BoomError
-
-    response = http.get(path, consume=False)
-    assert response.status_code == 200  # already sent when the body fails
-    with pytest.raises(BoomError, match="generator failed"):
-        consume(response)  # the test client closes the response when iteration ends
-    assert samples.value(EXCEPTIONS, route=path, exception="tests.views.BoomError") == 1
-    assert samples.count(path) == 1
-    assert samples.value("http_server_active_requests", method="GET") == 0
-
-
-def http_consume_async(response):
-    from asgiref.sync import async_to_sync
-
-    async def consume():
-        return b"".join([chunk async for chunk in response.streaming_content])
-
-    return async_to_sync(consume)()
-
-
-def test_file_response_size_from_content_length(http, samples):
-    import tests.views
-
-    response = http.get("/file/")
-    with open(tests.views.__file__, "rb") as fh:
-        expected = len(fh.read())
-    assert response.body
-    assert len(response.body) == expected
-    size = samples.value("http_server_response_body_size_bytes_sum", method="GET", route="/file/")
-    assert size == expected
-
-
 # --- exclusion ------------------------------------------------------------------
-
-
-def test_own_endpoints_are_excluded(http, samples):
-    http.get("/metrics", headers={"Authorization": "Bearer test-token-0123456789"})
-    http.get("/metrics")  # 401
-    http.request("POST", "/metrics")  # 405
-    http.request("FOO", "/metrics")  # 405
-    assert samples.total(DURATION_COUNT) == 0
-    assert not samples.value("http_server_active_requests", method="GET")
-
-
-@pytest.mark.parametrize("path", ["/exempt/", "/async-exempt/"])
-def test_observability_exempt_decorator(http, samples, path):
-    assert http.get(path).status_code == 200
-    assert samples.total(DURATION_COUNT) == 0
-    assert samples.value("http_server_active_requests", method="GET") == 0
-
-
-@override_settings(OBSERVABILITY_EXCLUDE_PATHS=["/api/", "/posts/"])
-def test_exclude_paths_setting(http, samples):
-    http.get("/api/v1/items/1/")
-    http.get("/posts/x/")
-    http.get("/")
-    assert samples.total(DURATION_COUNT) == 1
-    assert samples.count("/") == 1
 
 
 # --- request ids ----------------------------------------------------------------
@@ -402,7 +326,7 @@ def test_fault_in_instrumentation_does_not_change_the_response(http, samples, mo
         raise RuntimeError("instrumentation bug")
 
     monkeypatch.setattr(Metrics, "observe", broken)
-    monkeypatch.setattr(middleware, "_reported", set())
+    faults.reset()  # a fault an earlier test logged would be logged at DEBUG only
     with caplog.at_level(logging.ERROR, logger="django_observability"):
         first = http.get("/created/")
         second = http.get("/created/")

@@ -6,9 +6,9 @@ Format for HTTP APIs"), or Kubernetes-style ``[+]name ok`` lines for humans
 ``fail`` 503.
 
 Liveness and readiness are normally answered by ``ObservabilityMiddleware``
-itself (see :func:`answer_probe`), before host validation and HTTPS redirects,
-because the kubelet probes the pod IP over plain HTTP. The views below serve
-them too, for projects that turn that off.
+itself (``django_observability.probes``, through :func:`answer_probe`), before
+host validation and HTTPS redirects, because the kubelet probes the pod IP over
+plain HTTP. The views below serve them too, for projects that turn that off.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from django_observability import __version__
-from django_observability.access import credentials_match, head_without_body
 from django_observability.conf import conf, valid_or_default
+from django_observability.exemption import observability_exempt
 from django_observability.health import registry
 from django_observability.health.base import FAIL, PASS, CheckResult, Component, worst
 from django_observability.health.runner import runner
 from django_observability.metrics import get_metrics
-from django_observability.middleware import observability_exempt
+from django_observability.permissions import credentials_match, head_without_body
 
 try:  # Django >= 5.1
     from django.contrib.auth.decorators import login_not_required

@@ -1,4 +1,4 @@
-"""Who may read the app's protected endpoints (``/metrics``, health details).
+"""The endpoint permission rules: who may read ``/metrics`` and the health details.
 
 ``OBSERVABILITY_AUTH_TOKEN`` and ``OBSERVABILITY_ALLOWED_IPS`` each grant access
 on their own: a caller with the token *or* from an allowed address gets in.
@@ -53,7 +53,7 @@ def client_address(request: HttpRequest) -> ipaddress.IPv4Address | ipaddress.IP
     its address by sending the header itself.
     """
     address = _parse(request.META.get("REMOTE_ADDR") or "")
-    trusted = tuple(valid_or_default("TRUSTED_PROXIES", ()))
+    trusted = tuple(valid_or_default("TRUSTED_PROXIES"))
     if address is None or not trusted:
         return address
     proxies = _networks(trusted)
@@ -108,8 +108,8 @@ def credentials_match(request: HttpRequest) -> bool:
 
     Unlike :func:`check_access`, nothing configured means nobody matches.
     """
-    token = valid_or_default("AUTH_TOKEN", None)
-    allowed = tuple(valid_or_default("ALLOWED_IPS", ()))
+    token = valid_or_default("AUTH_TOKEN")
+    allowed = tuple(valid_or_default("ALLOWED_IPS"))
     if allowed and _address_allowed(request, allowed):
         return True
     return token is not None and token_matches(request, token)
@@ -117,8 +117,8 @@ def credentials_match(request: HttpRequest) -> bool:
 
 def check_access(request: HttpRequest) -> Access:
     """Whether the caller may read protected endpoints."""
-    token = valid_or_default("AUTH_TOKEN", None)
-    allowed = tuple(valid_or_default("ALLOWED_IPS", ()))
+    token = valid_or_default("AUTH_TOKEN")
+    allowed = tuple(valid_or_default("ALLOWED_IPS"))
     if token is None and not allowed:
         return Access.GRANTED
     if allowed and _address_allowed(request, allowed):
@@ -152,3 +152,8 @@ def head_without_body(request: HttpRequest, response: HttpResponse) -> HttpRespo
     if request.method == "HEAD":
         response.content = b""
     return response
+
+
+def reset() -> None:
+    """Forget the parsed networks (called when an ``OBSERVABILITY_*`` setting changes)."""
+    _networks.cache_clear()

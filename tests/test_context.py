@@ -1,0 +1,99 @@
+"""The request being served and the state kept about it (``context.py``)."""
+
+from types import SimpleNamespace
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.test import RequestFactory
+from django.utils.functional import SimpleLazyObject
+
+from django_observability import context
+
+
+def test_nothing_is_current_outside_a_request():
+    assert context.get_request_id() is None
+    assert context.current_request() is None
+    context.count_query(0.5)  # no request: nothing to add to, nothing raised
+
+
+def test_enter_makes_the_request_and_its_id_current_and_leave_undoes_it():
+    request = RequestFactory().get("/")
+    tokens = context.enter(request, "rid-1")
+    try:
+        assert request.request_id == "rid-1"
+        assert context.get_request_id() == "rid-1"
+        assert context.current_request() is request
+        assert tokens[2] is None  # the caller's slot
+    finally:
+        context.leave(tokens)
+    assert context.get_request_id() is None
+    assert context.current_request() is None
+
+
+def test_queries_are_added_to_the_state_of_the_current_request():
+    request = RequestFactory().get("/")
+    tokens = context.enter(request, "rid-2")
+    try:
+        state = context.RequestState(request, None, "GET", "<unmatched>")
+        assert context.state_of(request) is state
+        context.count_query(0.25)
+        context.count_query(0.5)
+    finally:
+        context.leave(tokens)
+    assert state.queries == [2, 0.75]
+
+
+def test_a_request_without_state():
+    request = RequestFactory().get("/")
+    assert context.state_of(request) is None
+    assert context.span_ids(request) is None
+    assert context.state_of("not a request") is None
+    assert context.state_of(None) is None
+
+
+def test_span_ids_formatted_once_from_the_span_context():
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    request = RequestFactory().get("/")
+    state = context.RequestState(request, None, "GET", "<unmatched>")
+    state.context = SpanContext(
+        0x4BF92F3577B34DA6A3CE929D0E0E4736, 0xF067AA0BA902B7, False, TraceFlags(1)
+    )
+    expected = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True)
+    assert context.span_ids(request) == expected
+    state.context = None
+    assert context.span_ids(request) == expected  # kept, not read again
+
+
+def test_no_spans_mark():
+    request = RequestFactory().get("/")
+    assert not context.no_spans(request)
+    context.mark_no_spans(request)
+    assert context.no_spans(request)
+
+
+def test_user_id():
+    assert context.user_id(None) is None
+    assert context.user_id(AnonymousUser()) is None
+    assert context.user_id(SimpleNamespace(is_authenticated=True, pk=7)) == "7"
+    assert context.user_id(SimpleNamespace(is_authenticated=True, pk=None)) is None
+
+
+@pytest.mark.parametrize("attribute", ["_cached_user", "_acached_user"])
+def test_loaded_user_id_from_a_user_already_loaded(attribute):
+    request = RequestFactory().get("/")
+    setattr(request, attribute, SimpleNamespace(is_authenticated=True, pk=42))
+    assert context.loaded_user_id(request) == "42"
+
+
+def test_loaded_user_id_never_loads_the_user():
+    def load():
+        raise AssertionError("the user was loaded")
+
+    request = RequestFactory().get("/")
+    assert context.loaded_user_id(request) is None  # no user at all
+    request.user = SimpleLazyObject(load)
+    assert context.loaded_user_id(request) is None
+    request.user = SimpleLazyObject(lambda: SimpleNamespace(is_authenticated=True, pk=3))
+    request.user.pk
+    assert context.loaded_user_id(request) == "3"
