@@ -132,6 +132,8 @@ def _make_site_key() -> Any:
 
 _site_key = _make_site_key()
 
+_current_service = service.current  # bound once: it runs for every line
+
 CACHE_SIZE = 4096  # call sites whose text is kept
 
 
@@ -221,7 +223,7 @@ class FixedFields:
         whose fixed fields have unusual types (the general path copes).
         """
         state = record.__dict__
-        current = service.current()
+        current = _current_service()
         try:
             key = _site_key(state)
             site = self._sites.get(key)

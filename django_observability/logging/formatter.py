@@ -58,6 +58,11 @@ class JsonFormatter(_BaseJsonFormatter):
     Formatting never raises: a value ``json`` cannot encode is written as text,
     and if a record cannot be formatted at all a minimal line is written with
     its message and an ``error`` saying why.
+
+    Its parts, one per module: ``extras`` (:class:`.extras.Extras`: what is an
+    extra, what is redacted), ``fixed`` (:class:`.fields.FixedFields`: the
+    fields every line has) and ``templates`` (:class:`.template.Templates`:
+    the fast path, ``None`` when turned off).
     """
 
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
