@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django_observability.context import RequestState, loaded_user_id
+from django_observability.context import RequestState, loaded_user_id, request_id_of
 
 __all__ = ["access_logger", "log_request"]
 
@@ -39,7 +39,7 @@ def log_request(state: RequestState, seconds: float) -> None:
         "db.queries.count": int(state.queries[0]),
         "db.queries.duration": int(state.queries[1] * _NS),
         # Explicit, for responses that finish after the request's context is gone.
-        "request_id": getattr(request, "request_id", None),
+        "request_id": request_id_of(request),
     }
     user_id = loaded_user_id(request)
     if user_id is not None:

@@ -30,7 +30,13 @@ from typing import Any
 from django.dispatch import Signal
 
 from django_observability.conf import valid_or_default
-from django_observability.context import current_request, get_request_id, loaded_user_id, user_id
+from django_observability.context import (
+    current_request,
+    get_request_id,
+    loaded_user_id,
+    request_id_of,
+    user_id,
+)
 from django_observability.metrics import get_metrics
 
 logger = logging.getLogger("django_observability.audit")
@@ -111,7 +117,7 @@ def _request_facts(request: Any) -> tuple[str | None, str | None]:
         if request is None:
             return None, get_request_id()
     meta = getattr(request, "META", {}) or {}
-    return meta.get("REMOTE_ADDR") or None, getattr(request, "request_id", None)
+    return meta.get("REMOTE_ADDR") or None, request_id_of(request)
 
 
 def _acting_user_id() -> str | None:

@@ -38,6 +38,7 @@ __all__ = [
     "loaded_user_id",
     "mark_no_spans",
     "no_spans",
+    "request_id_of",
     "span_ids",
     "state_of",
     "user_id",
@@ -71,6 +72,15 @@ def get_request_id() -> str | None:
 def current_request() -> Any:
     """The request being served in this context, or ``None``."""
     return _REQUEST.get()
+
+
+def request_id_of(request: Any) -> str | None:
+    """The id the middleware gave ``request`` (``request.request_id``), or ``None``.
+
+    For code that holds the request after its context ended (a streamed
+    body's last line, ``django.request`` records).
+    """
+    return getattr(request, "request_id", None)
 
 
 def enter(request: Any, request_id: str) -> list[Any]:

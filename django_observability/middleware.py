@@ -43,6 +43,7 @@ from django_observability.context import (
     leave,
     mark_no_spans,
     no_spans,
+    request_id_of,
     state_of,
 )
 from django_observability.exemption import is_learned, observability_exempt
@@ -171,7 +172,7 @@ def _end(
 ) -> None:
     """Echo the request id and record the request (now, or when a stream closes)."""
     try:
-        rid = getattr(request, "request_id", None)
+        rid = request_id_of(request)
         if rid is not None:
             response.headers.setdefault(config.header, rid)
     except Exception:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from opentelemetry.context import detach
 
 from django_observability.context import RequestState
 from django_observability.formats import exception_name
@@ -50,7 +51,6 @@ class _Otel:
 
         self.extract = propagate.extract
         self.attach = context.attach
-        self.detach = context.detach
         self.set_span_in_context = set_span_in_context
         self.SERVER = SpanKind.SERVER
 
@@ -69,7 +69,8 @@ def start(
 ) -> Any:
     """Start the request's server span and make it current.
 
-    Returns the OpenTelemetry context token for :func:`detach`, or ``None``
+    Returns the OpenTelemetry context token for :func:`detach` (OpenTelemetry's
+    own, re-exported here for the middleware), or ``None``
     when the span belongs to opentelemetry-instrumentation-django (it attached
     its own). ``extract_always``: extract the parent even without W3C headers
     (non-default propagators).
@@ -98,11 +99,6 @@ def start(
     state.span = span
     state.owns_span = True
     return otel.attach(otel.set_span_in_context(span, parent))
-
-
-def detach(token: Any) -> None:
-    """Undo the ``attach`` of :func:`start` (or of ``tracing.suppress_spans``)."""
-    (_otel or _load_otel()).detach(token)
 
 
 def request_attributes(request: HttpRequest, method: str, request_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def test_enter_makes_the_request_and_its_id_current_and_leave_undoes_it():
     request = RequestFactory().get("/")
     tokens = context.enter(request, "rid-1")
     try:
-        assert request.request_id == "rid-1"
+        assert request.request_id == context.request_id_of(request) == "rid-1"
         assert context.get_request_id() == "rid-1"
         assert context.current_request() is request
         assert tokens[2] is None  # the caller's slot
@@ -47,6 +47,7 @@ def test_a_request_without_state():
     request = RequestFactory().get("/")
     assert context.state_of(request) is None
     assert context.span_ids(request) is None
+    assert context.request_id_of(request) is None
     assert context.state_of("not a request") is None
     assert context.state_of(None) is None
 
