@@ -28,6 +28,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,33 +84,36 @@ end
 """
 
 
-def load_requests() -> list[tuple[str, str, bytes, dict[str, str]]]:
-    """The shuffled 100-request mix of ``traffic.py`` as (method, target, body, headers)."""
-    from benchmarks.traffic import request_sequence
+# (method, target with its query string, body, headers)
+Request = tuple[str, str, bytes, dict[str, str]]
 
-    out = []
-    for template, _ in request_sequence():
-        target = template["PATH_INFO"]
-        if template["QUERY_STRING"]:
-            target += "?" + template["QUERY_STRING"]
-        headers = {
-            key[5:].replace("_", "-").title(): value
-            for key, value in template.items()
-            if key == "HTTP_X_REQUEST_ID"
-        }
-        body = template["_body"]
-        if body:
-            headers["Content-Type"] = "application/json"
-        method = "GET" if template["REQUEST_METHOD"] == "HEAD" else template["REQUEST_METHOD"]
-        out.append((method, target, body, headers))
-    return out
+
+def http_request(method: str, path: str, query: str, body: bytes, extra: dict[str, str]) -> Request:
+    """One entry of ``traffic.MIX`` over HTTP (``HTTP_X_REQUEST_ID``: ``X-Request-Id``)."""
+    headers = {key[5:].replace("_", "-").title(): value for key, value in extra.items()}
+    if body:
+        headers["Content-Type"] = "application/json"
+    return method, f"{path}?{query}" if query else path, body, headers
+
+
+def load_requests() -> list[Request]:
+    """The shuffled 100-request mix of ``traffic.py``, HEAD sent as GET (wrk cannot read it)."""
+    from benchmarks.traffic import MIX
+
+    sequence = []
+    for method, path, query, body, extra, _, weight in MIX:
+        method = "GET" if method == "HEAD" else method
+        sequence += [http_request(method, path, query, body, extra)] * weight
+    random.Random(3333).shuffle(sequence)
+    return sequence
 
 
 def lua_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string literal is a valid Lua string literal here
+    """``text`` as a Lua string literal (a JSON string is one, for ASCII text)."""
+    return json.dumps(text)
 
 
-def wrk_script(requests: list[tuple[str, str, bytes, dict[str, str]]]) -> str:
+def wrk_script(requests: list[Request]) -> str:
     """A wrk Lua script that cycles through ``requests`` and prints a JSON summary."""
     lines = []
     for method, target, body, headers in requests:
@@ -137,9 +142,7 @@ def run_wrk(port: int, seconds: int, connections: int, script: str) -> dict[str,
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_python(
-    port: int, seconds: float, requests: list[tuple[str, str, bytes, dict[str, str]]]
-) -> dict[str, Any]:
+def run_python(port: int, seconds: float, requests: list[Request]) -> dict[str, Any]:
     """The fallback load: one connection at a time, one request each, for ``seconds``."""
     latencies: list[float] = []
     errors = 0
@@ -246,12 +249,9 @@ class Server:
         from benchmarks.traffic import MIX
 
         problems = []
-        for method, path, query, body, headers, expected, _ in MIX:
-            target = f"{path}?{query}" if query else path
-            sent = {k[5:].replace("_", "-").title(): v for k, v in headers.items()}
-            if body:
-                sent["Content-Type"] = "application/json"
-            status, _ = self.get(target, method, body, sent)
+        for method, path, query, body, extra, expected, _ in MIX:
+            _, target, _, headers = http_request(method, path, query, body, extra)
+            status, _ = self.get(target, method, body, headers)
             if status != expected:
                 problems.append(f"{method} {target}: status {status}, expected {expected}")
         return problems
@@ -288,7 +288,9 @@ class Server:
             self.proc.wait()
 
 
-def measure(server: Server, load: Any, connections: int) -> tuple[dict[str, Any], list[str]]:
+def measure(
+    server: Server, load: Callable[[int], dict[str, Any]], connections: int
+) -> tuple[dict[str, Any], list[str]]:
     """One timed load of ``server``; the load's summary and what the server failed to record."""
     counted_before, lines_before = server.counted(), server.log_lines()
     summary = load(server.port)
