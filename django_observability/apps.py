@@ -53,12 +53,14 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
     from django_observability import db, metrics, permissions
     from django_observability.audit import selection
     from django_observability.health import registry, runner
+    from django_observability.logging import service
 
     name = setting.removeprefix(PREFIX)
     reset_config()
     db.reset()
     selection.reset()
     permissions.reset()
+    service.reset()
     if name in metrics.SETTINGS_USED:
         metrics.reset_metrics()
     if name.startswith("HEALTH_"):

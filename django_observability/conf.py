@@ -268,10 +268,6 @@ def otel_resource_attribute(key: str) -> str | None:
     return None
 
 
-# The old private name, still imported by logging/service.py; use the public one.
-_otel_resource_attribute = otel_resource_attribute
-
-
 def env_service_name() -> str | None:
     """The service name the OpenTelemetry environment gives, if any.
 

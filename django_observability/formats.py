@@ -23,10 +23,12 @@ def hex_ids(span_context: Any) -> tuple[str, str]:
 def exception_name(exc: BaseException | type[BaseException]) -> str:
     """Fully qualified class name of an exception (or exception class), ``module.QualName``.
 
-    Builtins by their bare name (``ValueError``).
+    Builtins by their bare name (``ValueError``). Read defensively (a class
+    from a log record's ``exc_info`` may lack either name).
     """
     cls = exc if isinstance(exc, type) else type(exc)
-    module = cls.__module__
-    if module in (None, "builtins"):
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
+    module = getattr(cls, "__module__", None)
+    name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
+    if not module or module == "builtins":
+        return name
+    return f"{module}.{name}"

@@ -45,6 +45,7 @@ from django_observability.conf import (
     valid_or_default,
 )
 from django_observability.exemplars import SharedExemplars
+from django_observability.formats import exception_name  # noqa: F401  (re-exported)
 
 logger = logging.getLogger("django_observability")
 
@@ -100,15 +101,6 @@ def _route_from_pattern(route: str) -> str:
     elif route.endswith("$") and not route.endswith("\\$"):
         route = route[:-1]
     return "/" + route
-
-
-def exception_name(exc: BaseException | type[BaseException]) -> str:
-    """Fully qualified class name, ``module.QualName``."""
-    cls = exc if isinstance(exc, type) else type(exc)
-    module = cls.__module__
-    if module in (None, "builtins"):
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
 
 
 class CappedLabel:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django_observability.conf import DEFAULT_TRACING_EXIT_TIMEOUT, conf, valid_or_default
+from django_observability.formats import hex_ids
 
 logger = logging.getLogger("django_observability.tracing")
 
@@ -854,7 +855,7 @@ def current_ids() -> tuple[str, str] | None:
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
         return None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    return hex_ids(context)
 
 
 @contextlib.contextmanager

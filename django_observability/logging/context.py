@@ -13,6 +13,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django_observability.context import request_id_of
+from django_observability.context import span_ids as request_span_ids
+from django_observability.formats import hex_ids
 from django_observability.request_id import get_request_id as current_request_id
 
 try:
@@ -36,34 +39,29 @@ def otel_ids() -> tuple[str | None, str | None]:
     context = get_current_span().get_span_context()
     if not context.is_valid:
         return None, None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    return hex_ids(context)
 
 
 def request_ids(request: Any) -> tuple[Any, Any, Any]:
     """(request id, trace id, span id) that the middleware kept on ``request``.
 
-    The one place this package reads the request's own state. Django logs a
-    4xx or 5xx response (``django.request``) with the request in
+    Django logs a 4xx or 5xx response (``django.request``) with the request in
     ``extra={"request": ...}`` after the middleware has returned, when the
-    request's context is gone: the ids then come from the request itself.
-    Anything unexpected (not a request, ids of the wrong type, a failing
-    accessor) gives ``None`` for that id, never an exception.
+    request's context is gone: the ids then come from the request itself,
+    through the context module. Anything unexpected (not a request, ids of the
+    wrong type, a failing accessor) gives ``None`` for that id, never an
+    exception.
     """
-    state = getattr(request, "__dict__", None)
-    if not isinstance(state, dict):
+    try:
+        request_id = request_id_of(request)
+        ids = request_span_ids(request)
+    except Exception:
         return None, None, None
-    request_id = state.get("request_id")
     if type(request_id) is not str:
         request_id = None
-    trace_id = span_id = None
-    span_ids = getattr(state.get("_observability"), "span_ids", None)  # the middleware's
-    try:
-        ids = span_ids() if callable(span_ids) else None
-    except Exception:
-        ids = None
     if type(ids) is tuple and len(ids) == 3:
-        trace_id, span_id = ids[0], ids[1]
-    return request_id, trace_id, span_id
+        return request_id, ids[0], ids[1]
+    return request_id, None, None
 
 
 def record_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:

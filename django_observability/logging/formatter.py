@@ -16,6 +16,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
+from django_observability.formats import exception_name
 from django_observability.logging.context import record_ids
 from django_observability.logging.extras import DEFAULT_REDACT_KEYS, Extras
 from django_observability.logging.fields import FIXED_NAMES, FixedFields, put_ids
@@ -26,7 +27,6 @@ from django_observability.logging.values import (
     plain,
     put,
     safe_str,
-    type_name,
 )
 
 __all__ = ["JsonFormatter"]
@@ -152,7 +152,7 @@ class JsonFormatter(_BaseJsonFormatter):
         exc_info = record.exc_info
         error: dict[str, Any] = {}
         if exc_info and exc_info[0] is not None:
-            error["type"] = type_name(exc_info[0])
+            error["type"] = exception_name(exc_info[0])
             error["message"] = safe_str(exc_info[1]) if exc_info[1] is not None else ""
             if not record.exc_text:
                 # Cached on the record, as logging.Formatter does, for other handlers.
@@ -181,7 +181,7 @@ class JsonFormatter(_BaseJsonFormatter):
             "message": message,
             "log": {"logger": safe_str(getattr(record, "name", ""))},
             "error": {
-                "type": type_name(type(problem)),
+                "type": exception_name(problem),
                 "message": f"log record could not be formatted: {safe_str(problem)}",
             },
         }

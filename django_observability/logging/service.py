@@ -9,12 +9,10 @@ before. :func:`reset` forgets the cached value; it runs when an
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
 
-from django_observability.conf import _otel_resource_attribute, conf, env_service_name
+from django_observability.conf import conf, env_environment, env_service_name
 
 __all__ = ["current", "read", "reset"]
 
@@ -33,11 +31,7 @@ def read() -> dict[str, str]:
         # lines): don't import the settings module from inside a log call.
         module = os.environ.get("DJANGO_SETTINGS_MODULE") or "django"
         name = env_service_name() or module.split(".", 1)[0]
-        environment = (
-            _otel_resource_attribute("deployment.environment.name")
-            or _otel_resource_attribute("deployment.environment")
-            or ""
-        )
+        environment = env_environment()
     service = {"name": name}
     if environment:
         service["environment"] = environment
@@ -67,13 +61,3 @@ def reset() -> None:
     """Forget the cached service fields: the next line reads them again."""
     global _cache
     _cache = None
-
-
-def _setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting.startswith("OBSERVABILITY_"):
-        reset()
-
-
-# Connected here, not in apps.py, so that a project using only the formatter
-# (LOGGING without the app in INSTALLED_APPS) follows override_settings too.
-setting_changed.connect(_setting_changed, dispatch_uid="django_observability.logging")

@@ -79,15 +79,6 @@ def is_plain_json(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def type_name(cls: type) -> str:
-    """``module.QualName`` of a class; builtins by their bare name (``ValueError``)."""
-    module = getattr(cls, "__module__", None)
-    name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
-    if not module or module == "builtins":
-        return name
-    return f"{module}.{name}"
-
-
 def merge(target: dict[Any, Any], source: dict[Any, Any]) -> None:
     """Merge ``source`` into ``target``, nested dicts merged key by key."""
     for key, value in source.items():
