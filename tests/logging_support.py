@@ -11,7 +11,7 @@ from django.utils.log import configure_logging
 from django_observability.logging import (
     JsonFormatter,
 )
-from django_observability.request_id import _current
+from django_observability.context import REQUEST_ID as _current
 
 LOGGER = "tests.logging"
 

@@ -67,7 +67,7 @@ sys.modules["opentelemetry"] = None  # as if it were not installed
 from django.conf import settings
 settings.configure(OBSERVABILITY_SERVICE_NAME="bare")
 from django_observability import logging as obs
-from django_observability.request_id import _current
+from django_observability.context import REQUEST_ID as _current
 from django_observability.logging import context
 assert context.get_current_span is None
 record = logging.LogRecord("x", logging.INFO, "app.py", 1, "hi %s", ("there",), None)
