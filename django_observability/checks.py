@@ -1,4 +1,4 @@
-"""Django system checks (``manage.py check``). IDs are documented in the README."""
+"""Django system checks (``manage.py check``). IDs are documented in docs/checks.md."""
 
 from __future__ import annotations
 

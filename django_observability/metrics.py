@@ -5,7 +5,7 @@ unit, buckets, multiprocess mode): :class:`Metrics` makes an attribute of each
 row and :meth:`Metrics.unregister` removes whatever was made, so adding a
 metric is adding a row (and, if it needs one, a recording method).
 
-Label rules (see the README's metrics reference):
+Label rules (see docs/metrics.md, the metrics reference):
 
 * ``route``: the URL pattern that matched (``/items/<int:pk>/``), never the raw
   path; ``<unmatched>`` when no view was resolved.

@@ -8,10 +8,10 @@ import logging.config
 
 from django.utils.log import configure_logging
 
+from django_observability.context import REQUEST_ID as _current
 from django_observability.logging import (
     JsonFormatter,
 )
-from django_observability.context import REQUEST_ID as _current
 
 LOGGER = "tests.logging"
 

@@ -34,7 +34,7 @@ SEL = 'job="$job", instance=~"$instance"'
 ROUTE_SEL = SEL + ', route=~"$route"'
 RATE = "[$__rate_interval]"
 
-# Metric names of the README's metrics reference (default empty namespace).
+# Metric names of the metrics reference (docs/metrics.md) (default empty namespace).
 METRICS = (
     "http_server_request_duration_seconds",
     "http_server_active_requests",

@@ -1,7 +1,7 @@
 """Health checks: what they are, the built-in ones, and how they are run.
 
 Write your own as a function or a :class:`HealthCheck` subclass and name it in
-``OBSERVABILITY_HEALTH_CHECKS``; see the README's "Health" section.
+``OBSERVABILITY_HEALTH_CHECKS``; see docs/health.md.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def logging_config(
     ``mail_admins``
         ``False`` leaves out Django's ``mail_admins`` handler, which reads the
         settings when it is made: for gunicorn's ``logconfig_dict``, applied by
-        the master before Django is loaded (see the README, gunicorn).
+        the master before Django is loaded (see docs/operating.md, gunicorn).
 
     Django applies ``LOGGING`` when it starts, so under gunicorn or uvicorn
     the server's own lines written before the application is loaded (the

@@ -85,7 +85,7 @@ OBSERVABILITY_SERVICE_NAME = "example-shop"
 OBSERVABILITY_SERVICE_VERSION = "1.0.0"
 OBSERVABILITY_ENVIRONMENT = os.environ.get("EXAMPLE_ENVIRONMENT", "demo")
 # Metrics: namespace prefix for every metric name (empty = the names of the
-# README and of deploy/), buckets, and the cap on free-form label values.
+# docs/metrics.md and of deploy/), buckets, and the cap on free-form label values.
 OBSERVABILITY_METRICS_ENABLED = True
 OBSERVABILITY_METRICS_NAMESPACE = ""
 OBSERVABILITY_METRICS_LATENCY_BUCKETS = (
