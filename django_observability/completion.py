@@ -9,7 +9,6 @@ in one leaves the others, and the response, alone.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from django_observability import exemption
 from django_observability.access_log import log_request
@@ -35,7 +34,26 @@ def complete(state: RequestState) -> None:
         except Exception:
             fault("request span")
     if not state.excluded:
-        _record(state, seconds, span)
+        metrics = state.metrics
+        if metrics is not None:
+            try:
+                metrics.observe(
+                    state.method,
+                    state.route,
+                    state.status,
+                    seconds,
+                    state.body_bytes,
+                    None if span is None else state.sampled_ids,
+                )
+            except Exception:
+                fault("request metrics")
+            finally:
+                state.active.dec()  # type: ignore[union-attr]
+        if state.log:
+            try:
+                log_request(state, seconds)
+            except Exception:
+                fault("access log")
         if state.presumed_exempt:
             # The exempt view did not answer this time (another URLconf, or
             # a middleware answered first): the path gets spans again.
@@ -51,26 +69,3 @@ def complete(state: RequestState) -> None:
     # go when the request does, without waiting for the cycle collector.
     state.span = None
     state.request = None
-
-
-def _record(state: RequestState, seconds: float, span: Any) -> None:
-    metrics = state.metrics
-    if metrics is not None:
-        try:
-            metrics.observe(
-                state.method,
-                state.route,
-                state.status,
-                seconds,
-                state.body_bytes,
-                None if span is None else state.sampled_ids,
-            )
-        except Exception:
-            fault("request metrics")
-        finally:
-            state.active.dec()  # type: ignore[union-attr]
-    if state.log:
-        try:
-            log_request(state, seconds)
-        except Exception:
-            fault("access log")

@@ -61,6 +61,8 @@ _NO_SPANS = "_observability_no_spans"
 _perf_counter = time.perf_counter
 _set_request_id = REQUEST_ID.set
 _set_request = _REQUEST.set
+_reset_request_id = REQUEST_ID.reset
+_reset_request = _REQUEST.reset
 _current_request = _REQUEST.get
 
 
@@ -87,16 +89,17 @@ def enter(request: Any, request_id: str) -> list[Any]:
     """Make ``request`` and its id current, and expose the id as ``request.request_id``.
 
     Returns the tokens for :func:`leave`: ``[request id, request, slot]``; the
-    third slot is free for the caller's OpenTelemetry context token.
+    third slot takes the OpenTelemetry context token the caller attaches for
+    the request (its server span, or the suppression of spans).
     """
     request.request_id = request_id
     return [_set_request_id(request_id), _set_request(request), None]
 
 
 def leave(tokens: list[Any]) -> None:
-    """Undo :func:`enter` (the caller detaches what it put in the third slot first)."""
-    _REQUEST.reset(tokens[1])
-    REQUEST_ID.reset(tokens[0])
+    """Undo :func:`enter` (the caller detaches its OpenTelemetry token, the third slot, first)."""
+    _reset_request(tokens[1])
+    _reset_request_id(tokens[0])
 
 
 class RequestState:
@@ -174,7 +177,8 @@ class RequestState:
             if context is None and self.span is not None:
                 context = self.span.get_span_context()
             if context is not None and context.is_valid:
-                ids = (*hex_ids(context), bool(context.trace_flags.sampled))
+                trace_id, span_id = hex_ids(context)
+                ids = (trace_id, span_id, bool(context.trace_flags.sampled))
             self.ids = ids
         return ids  # type: ignore[return-value]
 
@@ -243,4 +247,4 @@ def loaded_user_id(request: Any) -> str | None:
             wrapped = lazy.__dict__.get("_wrapped", lazy) if hasattr(lazy, "__dict__") else lazy
             if wrapped is not empty:
                 user = wrapped
-    return user_id(user)
+    return None if user is None else user_id(user)

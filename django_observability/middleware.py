@@ -32,6 +32,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from opentelemetry.context import detach
 
 from django_observability import exemption, probes, request_id
 from django_observability.access_log import access_logger
@@ -50,7 +51,7 @@ from django_observability.exemption import is_learned, observability_exempt
 from django_observability.faults import fault
 from django_observability.formats import exception_name
 from django_observability.metrics import UNMATCHED, get_metrics, method_label, route_label
-from django_observability.server_span import detach, start
+from django_observability.server_span import start
 from django_observability.streaming import complete_on_close, suppress_spans_in
 from django_observability.tracing import get_tracer, suppress_spans
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from opentelemetry.context import detach
 
 from django_observability.context import RequestState
 from django_observability.formats import exception_name
 from django_observability.metrics import OTHER_METHOD, UNMATCHED
 from django_observability.tracing import set_error
 
-__all__ = ["detach", "finish", "request_attributes", "start"]
+__all__ = ["finish", "request_attributes", "start"]
 
 # Where opentelemetry-instrumentation-django keeps its span in request.META.
 _OTEL_DJANGO_SPAN = "opentelemetry-instrumentor-django.span_key"
@@ -69,8 +68,8 @@ def start(
 ) -> Any:
     """Start the request's server span and make it current.
 
-    Returns the OpenTelemetry context token for :func:`detach` (OpenTelemetry's
-    own, re-exported here for the middleware), or ``None``
+    Returns the OpenTelemetry context token to detach when the request is
+    done (``context.leave`` does), or ``None``
     when the span belongs to opentelemetry-instrumentation-django (it attached
     its own). ``extract_always``: extract the parent even without W3C headers
     (non-default propagators).
