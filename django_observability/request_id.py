@@ -11,7 +11,8 @@ import os
 import re
 from collections import deque
 
-from django_observability.context import REQUEST_ID, get_request_id
+# Re-exported: django_observability.logging.context still imports it from here.
+from django_observability.context import get_request_id
 
 __all__ = ["MAX_LENGTH", "from_meta", "get_request_id", "is_valid", "meta_key", "new_request_id"]
 
@@ -41,10 +42,6 @@ def _refill() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_pool.clear)
-
-# The variable's old name here, still set by tests/test_logging.py; it is
-# context.REQUEST_ID (get_request_id stays importable from here as well).
-_current = REQUEST_ID
 
 
 def new_request_id() -> str:
