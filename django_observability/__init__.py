@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django_observability.context import get_request_id
-
-__version__ = "0.1.0"
+from django_observability.version import __version__
 
 __all__ = ["__version__", "get_request_id", "observability_exempt"]
 

@@ -36,7 +36,6 @@ import django
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.utils import floatToGoString
 
-from django_observability import __version__
 from django_observability.conf import (
     DEFAULT_LATENCY_BUCKETS,
     DEFAULT_SIZE_BUCKETS,
@@ -46,6 +45,7 @@ from django_observability.conf import (
 )
 from django_observability.exemplars import SharedExemplars
 from django_observability.formats import exception_name  # noqa: F401  (re-exported)
+from django_observability.version import __version__
 
 logger = logging.getLogger("django_observability")
 

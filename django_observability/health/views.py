@@ -24,7 +24,6 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from django_observability import __version__
 from django_observability.conf import conf, valid_or_default
 from django_observability.exemption import observability_exempt
 from django_observability.health import registry
@@ -32,6 +31,7 @@ from django_observability.health.base import FAIL, PASS, CheckResult, Component,
 from django_observability.health.runner import runner
 from django_observability.metrics import get_metrics
 from django_observability.permissions import credentials_match, head_without_body
+from django_observability.version import __version__
 
 try:  # Django >= 5.1
     from django.contrib.auth.decorators import login_not_required

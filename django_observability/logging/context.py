@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django_observability.context import get_request_id as current_request_id
 from django_observability.context import request_id_of
 from django_observability.context import span_ids as request_span_ids
 from django_observability.formats import hex_ids
-from django_observability.request_id import get_request_id as current_request_id
 
 try:
     from opentelemetry.trace import get_current_span
