@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import pytest
 from django.test import override_settings
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,6 +19,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRat
 from opentelemetry.trace import SpanKind, StatusCode
 
 from django_observability import tracing
+from django_observability.tracing import environment, exit_flush, outcomes
+from django_observability.tracing import provider as tracing_provider
+from django_observability.tracing.processor import processors_of
 from tests.clients import AsyncHTTP, SyncHTTP
 
 TOKEN = {"Authorization": "Bearer test-token-0123456789"}
@@ -156,7 +161,7 @@ def test_exporter_setting_and_environment(monkeypatch, settings):
 
 
 def test_exporters_listed_in_the_environment(monkeypatch, caplog):
-    monkeypatch.setattr(tracing, "_warned", set())
+    environment.reset()
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", " OTLP , console,otlp,, zipkin ")
     with caplog.at_level("WARNING", logger="django_observability.tracing"):
         assert tracing.exporter_names() == ("otlp", "console")
@@ -177,16 +182,19 @@ def test_exporters_listed_in_the_environment(monkeypatch, caplog):
 def test_what_setup_installs(monkeypatch, caplog, exporters, disabled, installs):
     from opentelemetry.trace import ProxyTracerProvider
 
-    assert isinstance(tracing.trace.get_tracer_provider(), ProxyTracerProvider)
+    assert isinstance(trace.get_tracer_provider(), ProxyTracerProvider)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", exporters)
     monkeypatch.setenv("OTEL_SDK_DISABLED", disabled)
-    monkeypatch.setattr(tracing, "_installed_provider", None)
-    monkeypatch.setattr(tracing, "_warned", set())
-    monkeypatch.setattr(tracing.atexit, "register", lambda *args: None)
+    tracing_provider.reset()
+    environment.reset()
+    monkeypatch.setattr(atexit, "register", lambda *args: None)
     installed = []
-    monkeypatch.setattr(tracing.trace, "set_tracer_provider", installed.append)
-    with caplog.at_level("INFO", logger="django_observability.tracing"):
-        tracing.setup()
+    monkeypatch.setattr(trace, "set_tracer_provider", installed.append)
+    try:
+        with caplog.at_level("INFO", logger="django_observability.tracing"):
+            tracing.setup()
+    finally:
+        tracing_provider.reset()
     assert len(installed) == (1 if installs else 0)
     if exporters == "zipkin":
         assert "'zipkin'" in caplog.text
@@ -204,7 +212,7 @@ def test_a_provider_under_sdk_disabled_makes_no_spans(monkeypatch):
 
 
 def test_protocol_is_case_insensitive(monkeypatch, settings, caplog):
-    monkeypatch.setattr(tracing, "_warned", set())
+    environment.reset()
     settings.OBSERVABILITY_TRACING_OTLP_PROTOCOL = "GRPC"
     assert tracing.otlp_protocol() == "grpc"
     settings.OBSERVABILITY_TRACING_OTLP_PROTOCOL = None
@@ -347,7 +355,7 @@ def test_console_exporter_writes_one_json_line_per_span():
     import io
     import json
 
-    exporter = tracing._make_exporter("console")()
+    exporter = tracing_provider.make_exporter("console")()
     exporter.out = io.StringIO()  # stdout as it was when the SDK was imported, else
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -500,25 +508,26 @@ def exiting(monkeypatch):
     made = []
 
     def install(exporter, name="otlp"):
-        monkeypatch.setattr(tracing, "_make_exporter", lambda _name: lambda: exporter)
+        monkeypatch.setattr(tracing_provider, "make_exporter", lambda _name: lambda: exporter)
         provider = tracing.build_provider(name)
-        monkeypatch.setattr(tracing, "_installed_provider", provider)
+        exit_flush.watch(provider)
         made.append((exporter, provider))
         return provider.get_tracer("tests")
 
-    monkeypatch.setattr(tracing, "_exit_pid", 0)
-    tracing._outcomes.clear()
+    exit_flush.reset()
+    outcomes.reset()
     yield install
     # Let the exports left waiting end, and their outcomes land, before the
     # next test starts from a clean record.
     for exporter, provider in made:
         exporter.release.set()
-        for processor in tracing._our_processors[provider]:
+        for processor in processors_of(provider):
             recorder = processor.recorder
             deadline = time.monotonic() + 5
             while recorder is not None and recorder.in_flight and time.monotonic() < deadline:
                 time.sleep(0.01)
-    tracing._outcomes.clear()
+    exit_flush.reset()
+    outcomes.reset()
 
 
 def end_spans(tracer, count):
@@ -559,7 +568,7 @@ def test_no_wait_at_all_when_the_last_export_failed(exiting, caplog):
     exporter = ScriptedExporter("fail", then="block")
     tracer = exiting(exporter)
     end_spans(tracer, 3)
-    assert tracing._installed_provider.force_flush()  # the export that fails
+    assert exit_flush.watched().force_flush()  # the export that fails
     end_spans(tracer, 7)
     with caplog.at_level("WARNING", logger="django_observability.tracing"):
         result, elapsed = timed_flush(5.0)
@@ -574,7 +583,7 @@ def test_a_flush_that_ran_out_of_time_counts_as_a_failed_export(exiting):
     master) does not wait for a collector that just let a flush time out."""
     exporter = ScriptedExporter(then="block")
     end_spans(exiting(exporter), 3)
-    (processor,) = tracing._our_processors[tracing._installed_provider]
+    (processor,) = processors_of(exit_flush.watched())
     assert not processor.last_export_failed
     assert tracing.flush_on_exit(0.2) is False
     assert processor.last_export_failed
@@ -586,10 +595,10 @@ def test_an_old_failure_is_forgotten(exiting, monkeypatch):
     exporter = ScriptedExporter("fail", then="ok")
     tracer = exiting(exporter)
     end_spans(tracer, 2)
-    tracing._installed_provider.force_flush()
-    (processor,) = tracing._our_processors[tracing._installed_provider]
+    exit_flush.watched().force_flush()
+    (processor,) = processors_of(exit_flush.watched())
     assert processor.last_export_failed
-    monkeypatch.setattr(tracing, "FAILURE_MEMORY", 0.05)
+    monkeypatch.setattr(outcomes, "FAILURE_MEMORY", 0.05)
     time.sleep(0.1)
     assert not processor.last_export_failed
     end_spans(tracer, 5)
@@ -601,7 +610,7 @@ def test_an_exception_counts_as_a_failed_export(exiting):
     exporter = ScriptedExporter("raise", then="block")
     tracer = exiting(exporter)
     end_spans(tracer, 2)
-    tracing._installed_provider.force_flush()
+    exit_flush.watched().force_flush()
     end_spans(tracer, 2)
     result, elapsed = timed_flush(5.0)
     assert result is False
@@ -612,9 +621,9 @@ def test_a_success_since_the_failure_means_waiting_again(exiting):
     exporter = ScriptedExporter("fail", "ok", then="ok")
     tracer = exiting(exporter)
     end_spans(tracer, 2)
-    tracing._installed_provider.force_flush()
+    exit_flush.watched().force_flush()
     end_spans(tracer, 3)
-    tracing._installed_provider.force_flush()
+    exit_flush.watched().force_flush()
     end_spans(tracer, 4)
     assert tracing.flush_on_exit(5.0) is True
     assert len(exporter.exported) == 7
@@ -667,7 +676,9 @@ def test_nothing_to_flush(exiting):
     assert tracing.flush_on_exit() is True  # no provider of ours
     exporter = ScriptedExporter(then="block")
     exiting(exporter)  # a provider, but no span ended in this process
-    tracing._exit_pid = 0
+    provider = exit_flush.watched()
+    exit_flush.reset()  # the flush above counted: this process flushes again
+    exit_flush.watch(provider)
     result, elapsed = timed_flush(5.0)
     assert result is True
     assert elapsed < 0.2
@@ -681,7 +692,7 @@ def test_flush_on_exit_never_raises(exiting, monkeypatch, caplog):
     def broken(timeout):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(tracing, "_flush_within", broken)
+    monkeypatch.setattr(exit_flush, "_flush_within", broken)
     with caplog.at_level("ERROR", logger="django_observability.tracing"):
         assert tracing.flush_on_exit() is False
     assert "flush at exit failed" in caplog.text
@@ -690,7 +701,7 @@ def test_flush_on_exit_never_raises(exiting, monkeypatch, caplog):
 def test_bounded_without_a_thread_to_spare(exiting, monkeypatch):
     """Python 3.12.0/3.12.1 start no thread in atexit: the shutdown then runs in the
     caller, with the SDK's own timeout on joining its export thread."""
-    monkeypatch.setattr(tracing._Flush, "start", lambda self: False)
+    monkeypatch.setattr(exit_flush._Flush, "start", lambda self: False)
     exporter = ScriptedExporter(then="block")
     end_spans(exiting(exporter), 6)
     result, elapsed = timed_flush(0.3)
@@ -699,7 +710,7 @@ def test_bounded_without_a_thread_to_spare(exiting, monkeypatch):
 
 
 def test_everything_exported_without_a_thread_to_spare(exiting, monkeypatch):
-    monkeypatch.setattr(tracing._Flush, "start", lambda self: False)
+    monkeypatch.setattr(exit_flush._Flush, "start", lambda self: False)
     exporter = ScriptedExporter()
     end_spans(exiting(exporter), 600)
     assert tracing.flush_on_exit(2.0) is True
@@ -709,11 +720,11 @@ def test_everything_exported_without_a_thread_to_spare(exiting, monkeypatch):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_export_outcomes_are_shared_with_forked_workers():
     """A worker forked from the master sees how its siblings' last exports ended."""
-    tracing._outcomes.clear()
+    outcomes.reset()
     try:
         pid = os.fork()
         if pid == 0:  # the child: a worker whose export failed
-            tracing._outcomes.set(tracing._OUTCOME_SLOTS["otlp"], tracing.OUTCOME_FAILED)
+            outcomes.record(outcomes.slot_for("otlp"), outcomes.OUTCOME_FAILED)
             os._exit(0)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
@@ -721,7 +732,7 @@ def test_export_outcomes_are_shared_with_forked_workers():
         assert processor.last_export_failed
         assert not tracing.PerProcessSpanProcessor(lambda: None, name="console").last_export_failed
     finally:
-        tracing._outcomes.clear()
+        outcomes.reset()
 
 
 @pytest.mark.parametrize("value", [0, -1, "1", None, float("inf"), float("nan"), True])
