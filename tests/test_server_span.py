@@ -97,7 +97,7 @@ def test_odd_method(http, spans):
 def test_cooperates_with_opentelemetry_instrumentation_django(spans, settings):
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    provider = tracing._cache.override
+    provider = tracing.provider_override()
     instrumentor = DjangoInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
     try:

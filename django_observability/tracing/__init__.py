@@ -33,10 +33,10 @@ from __future__ import annotations
 from django_observability.tracing.api import (
     INSTRUMENTATION_NAME,
     SEMCONV_SCHEMA_URL,
-    _cache,  # tests/test_server_span.py reads the override through it
     current_ids,
     end_suppression,
     get_tracer,
+    provider_override,
     set_error,
     spans_suppressed,
     suppress_spans,

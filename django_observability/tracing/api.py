@@ -65,6 +65,11 @@ def use_tracer_provider(provider: Any) -> None:
     _cache.next_check = 0.0
 
 
+def provider_override() -> Any:
+    """The provider handed to :func:`use_tracer_provider`, or ``None`` (the global one is used)."""
+    return _cache.override
+
+
 # How often the request path looks again for a provider installed later (by
 
 
