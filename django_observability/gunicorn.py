@@ -17,7 +17,8 @@ What each does:
     Drops the worker's live gauges and merges its counters and histograms into
     the store's archives, so scrapes stay as fast as with no worker ever gone.
 ``worker_exit`` (each worker, as it exits)
-    Flushes the worker's spans, waiting at most
+    Stores what the worker kept in memory while the store could not be written
+    (a last try, before ``child_exit`` archives its files), then flushes its spans, waiting at most
     ``OBSERVABILITY_TRACING_EXIT_TIMEOUT`` seconds, and not at all when the last
     export failed (a dead collector must not hold up the worker's replacement).
 
@@ -88,12 +89,16 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """gunicorn's ``worker_exit``: flush spans, bounded in time."""
+    """gunicorn's ``worker_exit``: store the values kept in memory, flush spans (bounded)."""
     # gunicorn also calls it in the master for a worker found already gone;
-    # the master has no spans of the worker's to flush.
+    # the master has nothing of the worker's to store or flush.
     if getattr(worker, "pid", None) != os.getpid():
         return
     try:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from django_observability import metrics_store
+
+            metrics_store.store_pending()
         tracing.flush_on_exit()
     except Exception:
         logger.exception("django_observability: worker_exit hook failed")

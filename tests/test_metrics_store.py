@@ -511,3 +511,19 @@ def test_command_line_refuses_to_clear_under_live_writers(tmp_path, capsys):
         live.communicate(b"", timeout=30)
     assert main(["clear", str(tmp_path)]) == 0
     assert db_files(tmp_path) == []
+
+
+def test_values_kept_in_memory_are_stored_at_exit(tmp_path):
+    """What a process could not store, it tries again at once when it exits."""
+    from django_observability.metrics_store import StoreFile, store_pending, unstored
+
+    store = tmp_path / "not-yet"
+    kept = StoreFile(str(store / "counter_1.db"))  # the directory is missing: kept
+    key = '["jobs", "jobs_total", {}, "Jobs."]'
+    kept.write_value(key, 3.0, 0.0)
+    assert unstored()
+    store.mkdir()
+    assert store_pending()
+    assert not unstored()
+    assert metrics_store.read_file(str(store / "counter_1.db")) == [(key, 3.0, 0.0)]
+    kept.close()

@@ -61,7 +61,7 @@ from django_observability.metrics_store.files import (
 )
 from django_observability.metrics_store.reader import StoreCollector, files_to_read, merge
 from django_observability.metrics_store.state import StoreState, StoreStateCollector, store_state
-from django_observability.metrics_store.writer import StoreFile, install, unstored
+from django_observability.metrics_store.writer import StoreFile, install, store_pending, unstored
 
 __all__ = [
     "ASIDE",
@@ -86,6 +86,7 @@ __all__ = [
     "mark_dead",
     "merge",
     "read_file",
+    "store_pending",
     "store_state",
     "unstored",
     "write_file",

@@ -5,17 +5,19 @@ on a full file system the first write to a page that cannot be allocated kills
 the process with SIGBUS. :class:`StoreFile` reserves the space first
 (``posix_fallocate``), so a full or read-only file system is an ``OSError`` it
 catches: the value stays in memory, the failure is logged once, and everything
-kept is written when space returns. :func:`install` puts it in
-prometheus_client's place.
+kept is written when space returns, or at the latest when the process exits
+(:func:`store_pending`). :func:`install` puts it in prometheus_client's place.
 """
 
 from __future__ import annotations
 
+import atexit
 import mmap
 import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,6 +96,7 @@ class StoreFile(MmapedDict):
         self._positions: dict[str, int] = {}
         self._pending: dict[str, tuple[float, float]] = {}
         self._retry_at = 0.0
+        _files.add(self)
         try:
             self._open()
         except OSError as exc:
@@ -207,6 +210,25 @@ class StoreFile(MmapedDict):
 
 
 _install_lock = threading.Lock()
+_files: weakref.WeakSet[StoreFile] = weakref.WeakSet()
+_installed = False
+
+
+def store_pending() -> bool:
+    """Try at once to store every value this process kept in memory; ``True`` if none is left.
+
+    For a process about to exit (gunicorn's ``worker_exit`` hook, ``atexit``):
+    what it could not store would otherwise go with it. Never raises.
+    """
+    stored = True
+    for store_file in list(_files):
+        try:
+            if store_file._pending:
+                store_file._retry_at = 0.0
+                stored = store_file._store_pending() and stored
+        except Exception:  # a closed or broken file: nothing more to do at exit
+            stored = False
+    return stored
 
 
 def install() -> bool:
@@ -217,9 +239,13 @@ def install() -> bool:
     forks again, so this runs as early as we can: in a gunicorn worker's
     ``post_fork`` hook, and in the app's ``ready()``.
     """
+    global _installed
     if not getattr(values.ValueClass, "_multiprocess", False):
         return False
     with _install_lock:
         if getattr(values, "MmapedDict", None) is not StoreFile:
             values.MmapedDict = StoreFile  # type: ignore[attr-defined,misc]
+        if not _installed:
+            _installed = True
+            atexit.register(store_pending)  # a last try for what is kept in memory
     return True
