@@ -1,6 +1,10 @@
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
+from django_observability import tracing
 from django_observability.metrics import reset_metrics
 
 
@@ -46,3 +50,14 @@ class Samples:
 @pytest.fixture
 def samples():
     return Samples()
+
+
+@pytest.fixture
+def spans():
+    """The app's spans, made with a provider of their own and kept in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_tracer_provider(provider)
+    yield exporter
+    tracing.use_tracer_provider(None)

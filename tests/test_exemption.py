@@ -2,13 +2,11 @@
 
 import pytest
 from django.test import override_settings
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from django_observability import exemption, tracing
+from django_observability import exemption
 from tests.clients import AsyncHTTP, SyncHTTP
+from tests.spans import server_spans
 
 DURATION_COUNT = "http_server_request_duration_seconds_count"
 TOKEN = {"Authorization": "Bearer test-token-0123456789"}
@@ -17,20 +15,6 @@ TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 @pytest.fixture(params=["sync", "async"])
 def http(request):
     return SyncHTTP() if request.param == "sync" else AsyncHTTP()
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_tracer_provider(provider)
-    yield exporter
-    tracing.use_tracer_provider(None)
-
-
-def server_spans(exporter):
-    return [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
 
 
 def test_the_decorator_is_importable_where_users_import_it():

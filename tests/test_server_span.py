@@ -1,13 +1,11 @@
 """The server span of a request (``server_span.py``): attributes, parent, name, status."""
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
 from django_observability import tracing
 from tests.clients import AsyncHTTP, SyncHTTP
+from tests.spans import server_spans
 
 TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -16,23 +14,9 @@ DURATION_COUNT = "http_server_request_duration_seconds_count"
 EXCEPTIONS = "http_server_exceptions_total"
 
 
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_tracer_provider(provider)
-    yield exporter
-    tracing.use_tracer_provider(None)
-
-
 @pytest.fixture(params=["sync", "async"])
 def http(request):
     return SyncHTTP() if request.param == "sync" else AsyncHTTP()
-
-
-def server_spans(exporter):
-    return [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
 
 
 def test_server_span(http, spans):

@@ -13,35 +13,22 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
 from django_observability import tracing
 from django_observability.tracing import environment
 from django_observability.tracing import provider as tracing_provider
 from tests.clients import AsyncHTTP, SyncHTTP
+from tests.spans import server_spans
 
 TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 
 
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_tracer_provider(provider)
-    yield exporter
-    tracing.use_tracer_provider(None)
-
-
 @pytest.fixture(params=["sync", "async"])
 def http(request):
     return SyncHTTP() if request.param == "sync" else AsyncHTTP()
-
-
-def server_spans(exporter):
-    return [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
 
 
 @pytest.mark.django_db
