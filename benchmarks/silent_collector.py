@@ -60,6 +60,10 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: the repository's tests package
+
+from tests.peers_tracing import SilentCollector  # noqa: E402  (the same port the exit test uses)
+
 EXAMPLE = REPO / "example_project"
 BIN = Path(sys.executable).parent
 PATH = "/api/v1/stats/"  # a view with two queries: three spans per request
@@ -90,36 +94,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-class SilentCollector:
-    """A loopback port that accepts connections and never reads or answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(1024)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)  # held open, never read
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
 
 
 @contextlib.contextmanager

@@ -51,6 +51,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -450,3 +451,38 @@ def otel_free_env(env: dict[str, str]) -> dict[str, str]:
         for k, v in env.items()
         if not k.startswith("OTEL_") and not k.startswith("EXAMPLE_TRACING_")
     }
+
+
+class SilentCollector:
+    """A loopback port that accepts every connection and never reads or answers.
+
+    An OTLP endpoint at its worst: the exporter connects, sends, and waits for a
+    reply that never comes. Used by tests/test_peers_exit.py and by
+    benchmarks/silent_collector.py.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(1024)
+        self.port = self._sock.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            self.connections.append(conn)  # held open, never read
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._sock.close()
+        for conn in self.connections:
+            conn.close()

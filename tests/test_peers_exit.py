@@ -30,8 +30,6 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -53,7 +51,12 @@ from tests.peers import (  # noqa: E402
     serving_pids,
     wait_for,
 )
-from tests.peers_tracing import Collector, by_request_id, otel_free_env  # noqa: E402
+from tests.peers_tracing import (  # noqa: E402
+    Collector,
+    SilentCollector,
+    by_request_id,
+    otel_free_env,
+)
 
 pytest_plugins = ["tests.peers", "tests.peers_tracing"]
 
@@ -66,36 +69,6 @@ EXIT_SLACK = 0.75
 STOP_LIMIT = 3.0  # the issue's contract for a SIGTERM stop
 PATH = "/api/v1/stats/"  # two queries: three spans per request
 DROPPED = re.compile(r"(\d+) spans dropped at exit")
-
-
-class SilentCollector:
-    """A loopback port that accepts every connection and never reads or answers."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(1024)
-        self.port = self._sock.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            self.connections.append(conn)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self._sock.close()
-        for conn in self.connections:
-            conn.close()
 
 
 @pytest.fixture
