@@ -9,8 +9,9 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from django_observability.health import registry
+from django_observability.health import Component, registry
 from django_observability.health.runner import runner
+from django_observability.version import __version__
 from tests import health_checks
 from tests.clients import AsyncHTTP, SyncHTTP
 
@@ -58,7 +59,9 @@ def test_liveness_runs_no_checks(http):
         response = http.get("/health/live/")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/health+json"
-    assert body(response) == {"status": "pass", "serviceId": "tests", "description": "liveness"}
+    assert body(response) == {"status": "pass"}
+    authorized = http.get("/health/live/", headers=TOKEN)
+    assert body(authorized) == {"status": "pass", "serviceId": "tests", "description": "liveness"}
 
 
 def test_default_checks_pass(http):
@@ -244,12 +247,133 @@ def test_verbose_text(http):
         "[+]a ok",
         "[+]w warn",
         "[-]bad failed: reason withheld",
-        "[+]c:one ok",
-        "[+]c:two ok",
+        "[+]c ok",  # one line per check: component ids are details
         "readyz check failed",
     ]
+    assert "[+]c:one ok" in authorized
     assert "[+]w warn: disk getting full" in authorized
     assert f"[-]bad failed: RuntimeError: connection failed: {health_checks.SECRET}" in authorized
+
+
+# --- strangers see statuses only --------------------------------------------------
+
+HOSTNAME = "db-primary-7.internal.example"
+SERVICE_VERSION = "2026.12.3-rc1"
+
+
+def on_this_host():
+    """A check that names its component after a host, as per-host checks do."""
+    return Component(component_id=HOSTNAME, observed_value=3, output=f"{HOSTNAME} answers")
+
+
+BUILTIN = "django_observability.health.builtin."
+BUILTIN_CHECKS = {
+    "database": BUILTIN + "DatabaseCheck",
+    "cache": BUILTIN + "CacheCheck",
+    "migrations": BUILTIN + "MigrationsCheck",
+    "memory": BUILTIN + "MemoryCheck",
+    "metrics_store": BUILTIN + "MetricsStoreCheck",
+    "storage": BUILTIN + "StorageCheck",
+}
+
+
+@pytest.fixture
+def private_things(tmp_path, settings):
+    """Checks whose details name a path, a host name, a version and an exception."""
+    settings.STORAGES = {
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.OBSERVABILITY_SERVICE_VERSION = SERVICE_VERSION
+    disk = str(tmp_path)
+    named = {
+        **BUILTIN_CHECKS,
+        "disk": (BUILTIN + "DiskCheck", {"path": disk, "warn_percent": 0.0001}),
+        "host": f"{__name__}.on_this_host",
+        "bad": "broken",
+    }
+    with checks(**named):
+        yield [disk, HOSTNAME, SERVICE_VERSION, __version__, health_checks.SECRET, "RuntimeError"]
+
+
+def _private_found(text, private):
+    return [item for item in private if item in text]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/health/", {}),
+        ("/health/?verbose", {}),
+        ("/health/", {"Accept": "text/plain"}),
+        ("/health/ready/", {}),
+        ("/health/ready/?verbose", {}),
+        ("/health/live/", {}),
+    ],
+)
+def test_strangers_see_no_path_host_version_or_exception(http, private_things, path, headers):
+    response = http.get(path, headers=headers)
+    assert response.status_code == (200 if path == "/health/live/" else 503)
+    assert _private_found(response.body.decode(), private_things) == []
+    if path == "/health/live/":
+        return
+    # With the token, the same answer has them (the text lines have no componentId
+    # for single-component checks, nor a releaseId; nothing has the library's version).
+    disk, host, release, _library, secret, exception = private_things
+    text = "verbose" in path or headers
+    expected = [host, secret, exception] if text else [disk, host, release, secret, exception]
+    authorized = http.get(path, headers={**headers, **TOKEN}).body.decode()
+    assert _private_found(authorized, private_things) == sorted(expected, key=private_things.index)
+
+
+def test_strangers_get_statuses_and_check_names_only(http, private_things):
+    data = body(http.get("/health/"))
+    assert set(data) == {"status", "checks"}
+    assert set(data["checks"]) == {*BUILTIN_CHECKS, "disk", "host", "bad"}
+    for name, components in data["checks"].items():
+        assert components, name
+        for component in components:
+            assert set(component) == {"status"}, name
+    assert data["checks"]["disk"] == [{"status": "warn"}]
+    assert data["checks"]["bad"] == [{"status": "fail"}]
+
+
+def test_authorized_callers_see_the_details(http, private_things, tmp_path):
+    data = body(http.get("/health/", headers=TOKEN))
+    assert data["releaseId"] == SERVICE_VERSION
+    assert data["serviceId"] == "tests"
+    assert data["description"] == "health"
+    assert data["checks"]["disk"][0]["componentId"] == str(tmp_path)
+    assert data["checks"]["host"][0]["componentId"] == HOSTNAME
+    assert data["checks"]["bad"][0]["output"].startswith("RuntimeError: ")
+    assert "system" in data
+
+
+def test_release_id_is_the_service_version_and_absent_when_unset(http, settings):
+    settings.OBSERVABILITY_SERVICE_VERSION = "4.1.0"
+    assert body(http.get("/health/", headers=TOKEN))["releaseId"] == "4.1.0"
+    assert body(http.get("/health/live/", headers=TOKEN))["releaseId"] == "4.1.0"
+    settings.OBSERVABILITY_SERVICE_VERSION = None
+    data = body(http.get("/health/", headers=TOKEN))
+    assert "releaseId" not in data
+    assert __version__ not in json.dumps({k: v for k, v in data.items() if k != "checks"})
+
+
+def test_health_command_keeps_the_details(private_things, capsys):
+    with pytest.raises(SystemExit):
+        call_command("health", "--format", "json")
+    data = json.loads(capsys.readouterr().out)
+    assert data["releaseId"] == SERVICE_VERSION
+    assert data["checks"]["disk"][0]["componentId"] == private_things[0]
+    assert data["checks"]["host"][0]["componentId"] == HOSTNAME
+    with pytest.raises(SystemExit):
+        call_command("health")
+    text = capsys.readouterr().out
+    assert "[+]disk warn: " in text
+    assert health_checks.SECRET in text
 
 
 # --- never hang -------------------------------------------------------------------

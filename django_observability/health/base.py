@@ -49,7 +49,8 @@ class Component:
     output: str | None = None
     time: str = field(default_factory=_now)
 
-    def as_dict(self, details: bool) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, for a caller with details (``health/rendering.py`` decides who that is)."""
         data: dict[str, Any] = {}
         if self.component_id is not None:
             data["componentId"] = self.component_id
@@ -61,7 +62,7 @@ class Component:
         if self.observed_unit is not None:
             data["observedUnit"] = self.observed_unit
         data["time"] = self.time
-        if details and self.output:
+        if self.output:
             data["output"] = self.output
         return data
 

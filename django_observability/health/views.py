@@ -3,7 +3,9 @@
 Answers are ``application/health+json`` (IETF draft "Health Check Response
 Format for HTTP APIs"), or Kubernetes-style ``[+]name ok`` lines for humans
 (``?verbose``, or ``Accept: text/plain``). ``pass`` and ``warn`` answer 200,
-``fail`` 503.
+``fail`` 503. Here: who gets details, evaluation and the HTTP answer; what the
+answer says to whom is :mod:`django_observability.health.rendering`'s
+(``render_json`` and ``render_text`` stay importable from here).
 
 Liveness and readiness are normally answered by ``ObservabilityMiddleware``
 itself (``django_observability.probes``, through :func:`answer_probe`), before
@@ -28,10 +30,10 @@ from django_observability.conf import conf, valid_or_default
 from django_observability.exemption import observability_exempt
 from django_observability.health import registry
 from django_observability.health.base import FAIL, PASS, CheckResult, Component, worst
+from django_observability.health.rendering import LIVE, READY, REPORT, render_json, render_text
 from django_observability.health.runner import runner
 from django_observability.metrics import get_metrics
 from django_observability.permissions import credentials_match, head_without_body
-from django_observability.version import __version__
 
 try:  # Django >= 5.1
     from django.contrib.auth.decorators import login_not_required
@@ -44,8 +46,6 @@ except ImportError:  # pragma: no cover
 logger = logging.getLogger("django_observability.health")
 
 CONTENT_TYPE = "application/health+json"
-LIVE, READY, REPORT = "live", "ready", "report"
-_TEXT_TITLES = {LIVE: "livez", READY: "readyz", REPORT: "healthz"}
 
 
 # --- who sees details -------------------------------------------------------------
@@ -161,44 +161,6 @@ def render(
     # Django's "django.request" error log (the runner logs status changes).
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
-
-
-def render_json(
-    kind: str, status: str, results: Sequence[CheckResult], details: bool
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": status}
-    version = conf.SERVICE_VERSION
-    if version:
-        body["version"] = version
-    body["serviceId"] = conf.SERVICE_NAME
-    body["description"] = {LIVE: "liveness", READY: "readiness", REPORT: "health"}[kind]
-    if results:
-        body["checks"] = {r.name: [c.as_dict(details) for c in r.components] for r in results}
-    if details and kind == REPORT:
-        from django_observability.health.builtin import system_summary
-
-        body["system"] = system_summary()
-        body["releaseId"] = __version__
-    return body
-
-
-def render_text(kind: str, status: str, results: Sequence[CheckResult], details: bool) -> str:
-    lines = []
-    for result in results:
-        for component in result.components:
-            name = result.name
-            if component.component_id is not None and len(result.components) > 1:
-                name = f"{name}:{component.component_id}"
-            if component.status == FAIL:
-                reason = component.output if details and component.output else "reason withheld"
-                lines.append(f"[-]{name} failed: {reason}")
-            else:
-                word = "ok" if component.status == PASS else "warn"
-                extra = f": {component.output}" if details and component.output else ""
-                lines.append(f"[+]{name} {word}{extra}")
-    title = _TEXT_TITLES[kind]
-    lines.append(f"{title} check {'failed' if status == FAIL else 'passed'}")
-    return "\n".join(lines) + "\n"
 
 
 # --- answering ----------------------------------------------------------------------
