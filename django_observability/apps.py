@@ -53,7 +53,7 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
     from django_observability import db, metrics, permissions
     from django_observability.audit import selection
     from django_observability.health import registry, runner
-    from django_observability.logging import service
+    from django_observability.logging import redaction, service
 
     name = setting.removeprefix(PREFIX)
     reset_config()
@@ -61,6 +61,7 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
     selection.reset()
     permissions.reset()
     service.reset()
+    redaction.reset()
     if name in metrics.SETTINGS_USED:
         metrics.reset_metrics()
     if name.startswith("HEALTH_"):

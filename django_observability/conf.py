@@ -164,6 +164,15 @@ def _path_prefixes(value: Any) -> str | None:
     return None
 
 
+def _redact_words(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return "must be a list of key names or fragments such as ['iban', 'tax_id']"
+    for item in value:
+        if not isinstance(item, str) or not re.search(r"[0-9A-Za-z]", item):
+            return f"contains {item!r}; each entry must be a string with a letter or digit"
+    return None
+
+
 def _positive_number(value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
         return None
@@ -438,6 +447,7 @@ class Settings:
     HEALTH_CACHE_SECONDS: Setting[float] = Setting("E034", 1.0, _non_negative_number)
     HEALTH_SHOW_DETAILS: Setting[str] = Setting("E035", "authorized", _show_details)
     HEALTH_PROBES_IN_MIDDLEWARE: Setting[bool] = Setting("E036", True, _bool)
+    METRICS_IN_MIDDLEWARE: Setting[bool] = Setting("E070", True, _bool)
     HEALTH_MAX_THREADS: Setting[int] = Setting("E037", 8, _positive_int)
     HEALTH_DRAIN_FILE: Setting[str] = Setting("E038", None, _optional_path, _drain_file)
     TRACING_EXPORTER: Setting[str | None] = Setting(
@@ -459,6 +469,7 @@ class Settings:
     AUTH_EVENTS: Setting[bool] = Setting("E051", True, _bool)
     SECURITY_EVENTS: Setting[bool] = Setting("E052", True, _bool)
     AUDIT_LOG_USERNAMES: Setting[bool] = Setting("E053", False, _bool)
+    LOG_REDACT_KEYS: Setting[Sequence[str]] = Setting("E080", (), _redact_words, _or_empty_tuple)
 
 
 conf = Settings()

@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import logging.config
+import warnings
 
 from django.utils.log import configure_logging
 
@@ -78,6 +79,7 @@ def applied(config, names=(), *, django=False, before=None):
     saved = {name: state_of(logging.getLogger(name)) for name in names}
     saved_list = logging._handlerList[:]
     saved_named = dict(logging._handlers)
+    saved_showwarning = warnings.showwarning  # logging_config() captures warnings
     try:
         if before is not None:
             before()
@@ -97,6 +99,9 @@ def applied(config, names=(), *, django=False, before=None):
         logging._handlerList[:] = saved_list
         logging._handlers.clear()
         logging._handlers.update(saved_named)
+        if warnings.showwarning is not saved_showwarning:
+            logging.captureWarnings(False)
+            warnings.showwarning = saved_showwarning
 
 
 def servers_configure_logging_first():

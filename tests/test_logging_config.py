@@ -48,10 +48,11 @@ def test_logging_config_shape():
         "django_observability.access": "INFO",
         "django_observability.audit": "INFO",
         "gunicorn.error": "INFO",
-        "gunicorn.access": "INFO",
+        "gunicorn.access": "WARNING",  # the servers' access lines: off unless asked for
         "uvicorn": "INFO",
         "uvicorn.error": "NOTSET",
-        "uvicorn.access": "INFO",
+        "uvicorn.access": "WARNING",
+        "py.warnings": "NOTSET",
     }
     assert {name: c["level"] for name, c in config["loggers"].items()} == expected
     for logger in config["loggers"].values():
@@ -92,7 +93,7 @@ def test_without_mail_admins_for_a_server_master():
 
 def test_exactly_one_json_line_per_record_from_every_logger(capsys):
     stream = io.StringIO()
-    config = logging_config(stream=stream)
+    config = logging_config(stream=stream, server_access_log=True)
     before = {name: state_of(logging.getLogger(name)) for name in ALL_LOGGERS}
     with applied(config, ALL_LOGGERS, django=True, before=servers_configure_logging_first):
         request = RequestFactory().get("/missing/?token=" + SECRET)
@@ -143,10 +144,19 @@ def test_levels_and_access_log_switch():
         logging.getLogger("django_observability").info("info: dropped at WARNING")
         logging.getLogger("django").info("django info: dropped at WARNING")
         logging.getLogger("django_observability.audit").info("audit: kept")
-        logging.getLogger("gunicorn.access").info("server access: kept")
+        logging.getLogger("gunicorn.access").info("gunicorn access: dropped")
+        logging.getLogger("uvicorn.access").info("uvicorn access: dropped")
         logging.getLogger("myproject").warning("warning: kept")
     messages = [strict_loads(line)["message"] for line in stream.getvalue().splitlines()]
-    assert messages == ["audit: kept", "server access: kept", "warning: kept"]
+    assert messages == ["audit: kept", "warning: kept"]
+
+    stream = io.StringIO()
+    config = logging_config("WARNING", server_access_log=True, stream=stream)
+    with applied(config, ALL_LOGGERS):
+        logging.getLogger("gunicorn.access").info("gunicorn access: kept")
+        logging.getLogger("uvicorn.access").info("uvicorn access: kept")
+    messages = [strict_loads(line)["message"] for line in stream.getvalue().splitlines()]
+    assert messages == ["gunicorn access: kept", "uvicorn access: kept"]
 
     stream = io.StringIO()
     with applied(logging_config("WARNING", stream=stream), ALL_LOGGERS):

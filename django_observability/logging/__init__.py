@@ -36,8 +36,10 @@ own ECS loggers write it::
 
 Attributes passed with ``extra=`` are added; a dotted key such as
 ``"http.response.status_code"`` is nested (``{"http": {"response": {...}}}``).
-Values under keys that look secret (password, token, cookie, session, ...) are
-replaced by ``"[REDACTED]"``, at any depth.
+Values under keys that look secret (password, token, cookie, session, card
+number, ...) are replaced by ``"[REDACTED]"``, at any depth, also in lists of
+(name, value) pairs; in text values, sensitive query parameters and URL
+passwords are masked. The message text is not scrubbed.
 
 The package, one job a module (the names above are re-exported here, so the
 dotted paths in ``LOGGING`` dicts stay ``django_observability.logging.X``):
@@ -45,11 +47,13 @@ dotted paths in ``LOGGING`` dicts stay ``django_observability.logging.X``):
 ``context``    the correlation ids a record carries, and ``ContextFilter``
 ``service``    the ``service`` field, cached; ``reset()`` forgets it
 ``values``     JSON helpers: text for what ``json`` cannot encode, the encoders
-``extras``     which attributes are extras, redaction, dotted keys nested
+``redaction``  which keys are secret, and secrets inside URLs
+``extras``     which attributes are extras, redacted, dotted keys nested
 ``fields``     the fixed fields every line has, defined once (``FIXED_FIELDS``)
 ``template``   the fast path: lines written from their call site's template
 ``formatter``  ``JsonFormatter``: the template, else the general path
 ``text``       ``TextFormatter``: human-readable lines with the request id
+``server_access`` ``ServerAccessFilter``: secrets out of the servers' access lines
 ``config``     ``logging_config()``: a ready ``LOGGING`` dict
 """
 
@@ -57,8 +61,9 @@ from __future__ import annotations
 
 from django_observability.logging.config import logging_config
 from django_observability.logging.context import ContextFilter
-from django_observability.logging.extras import DEFAULT_REDACT_KEYS, REDACTED
 from django_observability.logging.formatter import JsonFormatter
+from django_observability.logging.redaction import DEFAULT_REDACT_KEYS, REDACTED
+from django_observability.logging.server_access import ServerAccessFilter
 from django_observability.logging.text import TextFormatter
 
 __all__ = [
@@ -66,6 +71,7 @@ __all__ = [
     "REDACTED",
     "ContextFilter",
     "JsonFormatter",
+    "ServerAccessFilter",
     "TextFormatter",
     "logging_config",
 ]

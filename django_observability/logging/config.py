@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import IO, Any
 
-__all__ = ["logging_config"]
+__all__ = ["capture_warnings", "logging_config"]
+
+
+def capture_warnings() -> logging.Filter:
+    """The ``py.warnings`` logger's filter; making it turns ``logging.captureWarnings`` on.
+
+    ``logging_config()`` names it in its ``filters``, so whoever applies the
+    dict (Django from ``LOGGING``, gunicorn from ``logconfig_dict``, uvicorn
+    from ``--log-config``) also sends Python's warnings to logging: they come
+    out as lines of the same handler. Applying the dict is the moment the
+    process chooses its logging; the app's ``ready()`` is not, as it runs
+    whatever ``LOGGING`` a project has, and warnings sent to a logging setup
+    with no place for them would be lost.
+    """
+    logging.captureWarnings(True)
+    return logging.Filter()
 
 
 def logging_config(
@@ -12,6 +28,7 @@ def logging_config(
     *,
     json: bool = True,
     access_log: bool = True,
+    server_access_log: bool = False,
     stream: str | IO[str] = "ext://sys.stdout",
     mail_admins: bool = True,
 ) -> dict[str, Any]:
@@ -31,7 +48,9 @@ def logging_config(
     ``gunicorn.access``, ``uvicorn``, ``uvicorn.error``, ``uvicorn.access``)
     lose the handlers Django, gunicorn or uvicorn gave them and propagate to
     it. Django's ``mail_admins`` handler on ``django`` is kept as Django sets
-    it (errors, only when ``DEBUG`` is off and ``ADMINS`` is set).
+    it (errors, only when ``DEBUG`` is off and ``ADMINS`` is set). Python's
+    warnings are sent to logging (:func:`capture_warnings`) and come out as
+    lines of the ``py.warnings`` logger.
 
     ``level``
         Level of the root logger and of ``django``, ``django_observability``,
@@ -40,10 +59,15 @@ def logging_config(
     ``json``
         ``False`` writes :class:`TextFormatter` lines instead (for a terminal).
     ``access_log``
-        ``False`` drops this app's per-request access records. The servers'
-        own access lines (``gunicorn.access``, ``uvicorn.access``) are kept;
-        to drop them set ``LOGGING["loggers"]["gunicorn.access"]["level"] =
-        "WARNING"``.
+        ``False`` drops this app's per-request access records.
+    ``server_access_log``
+        ``True`` keeps the servers' own access lines (``gunicorn.access``,
+        ``uvicorn.access``). By default they are dropped: the app writes its
+        own access line, with the route, the ids and no query string, while
+        the servers' lines hold the query string and the ``Referer``, where
+        tokens travel. When kept, :class:`ServerAccessFilter` masks sensitive
+        query parameters, URL passwords and secret headers in them (it is on
+        Django's ``django.server`` too).
     ``stream``
         Where lines go: an ``ext://`` name as ``dictConfig`` understands it, or
         a file object.
@@ -64,8 +88,13 @@ def logging_config(
         level = level.upper()
     inherit = "NOTSET"
 
-    def propagating(logger_level: str | int) -> dict[str, Any]:
-        return {"level": logger_level, "handlers": [], "propagate": True}
+    def propagating(logger_level: str | int, *filters: str) -> dict[str, Any]:
+        logger = {"level": logger_level, "handlers": [], "propagate": True}
+        if filters:
+            logger["filters"] = list(filters)
+        return logger
+
+    server_access = "INFO" if server_access_log else "WARNING"
 
     config: dict[str, Any] = {
         "version": 1,
@@ -76,6 +105,8 @@ def logging_config(
         },
         "filters": {
             "context": {"()": "django_observability.logging.ContextFilter"},
+            "server_access": {"()": "django_observability.logging.ServerAccessFilter"},
+            "capture_warnings": {"()": "django_observability.logging.config.capture_warnings"},
             "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
         },
         "handlers": {
@@ -95,16 +126,17 @@ def logging_config(
         "loggers": {
             "django": {"level": level, "handlers": ["mail_admins"], "propagate": True},
             "django.request": propagating(inherit),
-            "django.server": propagating(inherit),
+            "django.server": propagating(inherit, "server_access"),
             "django.security": propagating(inherit),
             "django_observability": propagating(level),
             "django_observability.access": propagating("INFO" if access_log else "WARNING"),
             "django_observability.audit": propagating("INFO"),
             "gunicorn.error": propagating(level),
-            "gunicorn.access": propagating("INFO"),
+            "gunicorn.access": propagating(server_access, "server_access"),
             "uvicorn": propagating(level),
             "uvicorn.error": propagating(inherit),
-            "uvicorn.access": propagating("INFO"),
+            "uvicorn.access": propagating(server_access, "server_access"),
+            "py.warnings": propagating(inherit, "capture_warnings"),
         },
     }
     if not mail_admins:

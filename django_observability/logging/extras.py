@@ -2,40 +2,23 @@
 
 Attributes passed with ``extra=`` (and a formatter's static fields) are added
 to the line; a dotted key such as ``"http.response.status_code"`` is nested
-(``{"http": {"response": {...}}}``). Values under keys that look secret are
-replaced by :data:`REDACTED`, at any depth.
+(``{"http": {"response": {...}}}``). Values under keys that look secret
+(:mod:`.redaction`) are replaced by :data:`REDACTED`, at any depth: in dicts,
+and in lists of (name, value) pairs such as headers. In text values, sensitive
+query parameters and URL passwords are masked.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django_observability.logging.context import ID_ATTRS
+from django_observability.logging.redaction import DEFAULT_REDACT_KEYS, REDACTED, Redactor
 from django_observability.logging.values import MAX_DEPTH, SCALARS, TRUNCATED, put, safe_str
 
 __all__ = ["DEFAULT_REDACT_KEYS", "NOT_EXTRAS", "REDACTED", "Extras", "KeyInfo"]
-
-REDACTED = "[REDACTED]"
-
-# Key fragments whose values never reach a log line (matched case-insensitively,
-# anywhere in the key).
-DEFAULT_REDACT_KEYS: tuple[str, ...] = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "authorization",
-    "cookie",
-    "session",
-    "api_key",
-    "apikey",
-    "api-key",
-    "csrf",
-    "credential",
-)
 
 # Attributes that are not the user's extras: everything a bare LogRecord has
 # (read from a real one, so attributes added by future Pythons are covered),
@@ -64,31 +47,35 @@ KeyInfo = tuple[str, bool, tuple[tuple[str, ...], str] | None]
 
 
 class Extras:
-    """The extras rules of one formatter: redaction fragments and skipped attributes.
+    """The extras rules of one formatter: redaction words and skipped attributes.
 
-    ``redact_keys`` are the key fragments to redact; ``reserved`` are record
+    ``redact_keys`` are the redaction words (:mod:`.redaction`, with the
+    project's ``OBSERVABILITY_LOG_REDACT_KEYS`` added); ``reserved`` are record
     attributes that are never extras (besides :data:`NOT_EXTRAS` and names
-    starting with ``_``). Verdicts per key are remembered (bounded).
+    starting with ``_``). Verdicts per key are remembered (bounded), and
+    forgotten when the project's words change: :attr:`version` then grows.
     """
 
     def __init__(self, redact_keys: Iterable[str], reserved: Iterable[str]) -> None:
-        fragments = sorted({fragment.lower() for fragment in redact_keys if fragment})
-        self._pattern = (
-            re.compile("|".join(map(re.escape, fragments)), re.IGNORECASE) if fragments else None
-        )
-        self._verdicts: dict[Any, bool] = {}
-        # Per key seen: where it goes, or None to skip it (bounded cache).
-        self.known: dict[Any, KeyInfo | None] = dict.fromkeys(frozenset(reserved) | NOT_EXTRAS)
+        self.redactor = Redactor(redact_keys)
+        self._reserved = frozenset(reserved) | NOT_EXTRAS
+        self.known: dict[Any, KeyInfo | None] = dict.fromkeys(self._reserved)
+        #: Changes when the rules change; the templates compare it.
+        self.version = -1
+        self.mask_text = self.redactor.mask_text
+
+    def refresh(self) -> int:
+        """Pick up a change of the project's words; the current :attr:`version`."""
+        redactor = self.redactor
+        redactor.refresh()
+        if redactor.version != self.version:
+            self.known = dict.fromkeys(self._reserved)
+            self.version = redactor.version
+        return self.version
 
     def is_sensitive(self, key: Any) -> bool:
         """Whether values under ``key`` are redacted."""
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            pattern = self._pattern
-            verdict = pattern is not None and pattern.search(safe_str(key)) is not None
-            if len(self._verdicts) < CACHE_SIZE:
-                self._verdicts[key] = verdict
-        return verdict
+        return self.redactor.is_sensitive(key)
 
     def info(self, key: Any) -> KeyInfo | None:
         """(name, sensitive, (parents, last) if dotted) for an attribute; None: not an extra."""
@@ -109,7 +96,10 @@ class Extras:
 
     def clean(self, value: Any, depth: int = 0) -> Any:
         """``value`` with secrets redacted. Dicts and mappings come back as new dicts."""
-        if type(value) in SCALARS:
+        kind = type(value)
+        if kind is str:
+            return self.mask_text(value) if "=" in value or "@" in value else value
+        if kind in SCALARS:
             return value
         if depth >= MAX_DEPTH:
             return TRUNCATED
@@ -123,7 +113,9 @@ class Extras:
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
             for index, item in enumerate(value):
-                new = self.clean(item, depth + 1)
+                new = self._pair(item)
+                if new is None:
+                    new = self.clean(item, depth + 1)
                 if new is not item:
                     if items is None:
                         items = list(value)
@@ -131,10 +123,21 @@ class Extras:
             return value if items is None else items
         return value
 
+    def _pair(self, item: Any) -> Any:
+        """A (name, value) pair under a sensitive name, value redacted; else None."""
+        kind = type(item)
+        if (kind is tuple or kind is list) and len(item) == 2:
+            name = item[0]
+            if type(name) is str and self.is_sensitive(name):
+                return [name, REDACTED]
+        return None
+
     def add(self, out: dict[str, Any], sources: Iterable[Mapping[Any, Any]]) -> None:
         """Add the extras of ``sources`` (in order) to ``out``: redacted, dotted keys nested."""
+        self.refresh()
         known = self.known
         clean = self.clean
+        mask_text = self.mask_text
         for source in sources:
             for key, value in source.items():
                 info = known.get(key, False)
@@ -145,6 +148,9 @@ class Extras:
                 name, sensitive, parts = info
                 if sensitive:
                     value = REDACTED
+                elif type(value) is str:
+                    if "=" in value or "@" in value:
+                        value = mask_text(value)
                 elif type(value) not in SCALARS:
                     value = clean(value, 0)
                 if parts is None:

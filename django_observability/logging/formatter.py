@@ -18,8 +18,9 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from django_observability.formats import exception_name
 from django_observability.logging.context import record_ids
-from django_observability.logging.extras import DEFAULT_REDACT_KEYS, Extras
+from django_observability.logging.extras import Extras
 from django_observability.logging.fields import FIXED_NAMES, FixedFields, put_ids
+from django_observability.logging.redaction import DEFAULT_REDACT_KEYS
 from django_observability.logging.template import Templates
 from django_observability.logging.values import (
     json_default,
@@ -42,8 +43,10 @@ class JsonFormatter(_BaseJsonFormatter):
     Arguments, all optional and keyword-only:
 
     ``redact_keys``
-        More key fragments to redact, added to :attr:`redact_keys` (the class
-        attribute, which a subclass may replace to change the defaults).
+        More key names to redact, added to :attr:`redact_keys` (the class
+        attribute, which a subclass may replace to change the defaults) and
+        to the project's ``OBSERVABILITY_LOG_REDACT_KEYS``. How names match:
+        :mod:`.redaction`.
     ``static_fields``
         Fields added to every record (dotted keys nested, like extras).
     ``templates``

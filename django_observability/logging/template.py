@@ -61,6 +61,7 @@ class Templates:
         # static_fields changes, and not made at all for values that are not
         # plain JSON (a lazy object's text may change from one record to the next).
         self._static_seen: Any = _MISSING
+        self._version = extras.version
 
     def __len__(self) -> int:
         """How many shapes of record have been seen (with or without a template)."""
@@ -78,6 +79,10 @@ class Templates:
         msg = record.msg
         if isinstance(msg, dict) or record.exc_info or record.exc_text or record.stack_info:
             return None
+        version = self._extras.refresh()
+        if version != self._version:  # the redaction words changed: decisions too
+            self._templates.clear()
+            self._version = version
         if static_fields != self._static_seen:
             if not is_plain_json(static_fields):
                 return None
@@ -100,12 +105,15 @@ class Templates:
             return None
         literals, slots, tail, parents = template
         string = self._string
+        mask_text = self._extras.mask_text
         parts = [self._head(record)]
         append = parts.append
         for literal, (is_id, ref) in zip(literals, slots, strict=True):
             value = ids[ref] if is_id else state[ref]
             kind = type(value)
             if kind is str:
+                if "=" in value or "@" in value:  # a URL's secrets, masked (ids have neither)
+                    value = mask_text(value)
                 text = string(value)
             elif kind is int:
                 text = int.__repr__(value)
