@@ -1,29 +1,17 @@
-"""Writes the Grafana dashboards in ``deploy/grafana/dashboards/`` (run it after editing).
+"""The four Grafana dashboards, as Grafana's JSON (default, empty metrics namespace).
 
-    python deploy/grafana/generate_dashboards.py
-
-The JSON files are what Grafana loads (and what you import by hand); this script
-is where they are written from, so that every panel uses the same datasource
-variable, the same label selectors and ``$__rate_interval``. The tests check that
-the JSON files are what this script writes, and run every panel query against a
-real Prometheus that scraped the example project
-(``tests/test_deploy_dashboards.py``).
-
-Metric names are the ones django-observability emits with the default, empty
-``OBSERVABILITY_METRICS_NAMESPACE``; with a namespace, pass ``--namespace shop``
-to write dashboards for ``shop_http_server_request_duration_seconds`` and so on.
+Every panel uses the same datasource variable, the same label selectors and
+``$__rate_interval``. ``manage.py observability_assets`` writes them with the
+project's namespace (:mod:`django_observability.deploy_assets` prefixes the
+metric names); ``deploy/grafana/dashboards/`` is what it writes for the example
+project. ``tests/test_deploy_dashboards.py`` runs every panel query against a
+real Prometheus that scraped the example project.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
-from pathlib import Path
 from typing import Any
-
-HERE = Path(__file__).resolve().parent
-OUT_DIR = HERE / "dashboards"
 
 SCHEMA_VERSION = 39
 TAG = "django-observability"
@@ -34,37 +22,12 @@ SEL = 'job="$job", instance=~"$instance"'
 ROUTE_SEL = SEL + ', route=~"$route"'
 RATE = "[$__rate_interval]"
 
-# Metric names of the metrics reference (docs/metrics.md) (default empty namespace).
-METRICS = (
-    "http_server_request_duration_seconds",
-    "http_server_active_requests",
-    "http_server_response_body_size_bytes",
-    "http_server_exceptions_total",
-    "django_observability_build_info",
-    "db_client_operation_duration_seconds",
-    "db_client_errors_total",
-    "auth_events_total",
-    "audit_events_total",
-    "security_events_total",
-    "health_check_status",
-    "health_check_duration_seconds",
-    "health_ready",
-    "django_process_resident_memory_bytes",
-    "django_process_cpu_seconds",
-    "django_process_open_fds",
-    "django_process_threads",
-    "django_observability_metrics_store_writable",
-    "django_observability_metrics_store_free_bytes",
-    "django_observability_metrics_store_files",
-    "django_observability_metrics_store_size_bytes",
-)
-
 REQ = "http_server_request_duration_seconds"
 SIZE = "http_server_response_body_size_bytes"
 DB = "db_client_operation_duration_seconds"
 STORE = "django_observability_metrics_store"
 
-# Thresholds of the metrics store alerts (deploy/prometheus/rules/alerts.yml).
+# Thresholds of the metrics store alerts (assets/prometheus/rules/alerts.yml).
 STORE_LOW_SPACE_BYTES = 32 * 1024 * 1024
 STORE_TOO_MANY_FILES = 1000
 
@@ -177,17 +140,19 @@ def route_var() -> dict[str, Any]:
 
 # Bucket bounds as prometheus_client renders them (le="0.5"), for the latency objective.
 LATENCY_LE = ["0.1", "0.25", "0.5", "1.0", "2.5"]
+DEFAULT_LATENCY_THRESHOLD = "0.5"
 
 
-def le_var() -> dict[str, Any]:
+def le_var(threshold: str) -> dict[str, Any]:
+    values = sorted({*LATENCY_LE, threshold}, key=float)
     return custom_var(
         "latency_le",
         "Latency objective (s)",
-        LATENCY_LE,
-        "0.5",
+        values,
+        threshold,
         "Bucket bound of the latency objective, spelled as prometheus_client renders it "
         "(a value of OBSERVABILITY_METRICS_LATENCY_BUCKETS). Keep it equal to the "
-        "latency SLO of deploy/prometheus/rules.",
+        "latency SLO of the Prometheus rules.",
     )
 
 
@@ -373,7 +338,7 @@ def quantile(q: str, metric: str, by: str, sel: str) -> str:
 # --- the four dashboards -----------------------------------------------------------
 
 
-def overview() -> dict[str, Any]:
+def overview(latency_threshold: str = DEFAULT_LATENCY_THRESHOLD) -> dict[str, Any]:
     count = f"{REQ}_count"
     panels = [
         row("Now"),
@@ -436,7 +401,7 @@ def overview() -> dict[str, Any]:
             defaults={"decimals": 2},
             extra_description="The latency SLO alert DjangoLatencyBudgetBurn watches the rest "
             "(requests slower than the objective); the objective is a bucket bound, chosen in "
-            "the variable above (deploy/prometheus uses 0.5 s).",
+            "the variable above (the Prometheus rules use the same bound).",
         ),
         row("Traffic and errors by route"),
         panel(
@@ -550,7 +515,7 @@ def overview() -> dict[str, Any]:
         "Django overview",
         "Requests of a Django service by route: rate, errors, latency, in-flight, sizes "
         "(django-observability).",
-        [job_var(), instance_var(), route_var(), le_var()],
+        [job_var(), instance_var(), route_var(), le_var(latency_threshold)],
         panels,
     )
 
@@ -998,40 +963,19 @@ def quantile_target(q: str, metric: str, by: str, sel: str, legend: str) -> dict
     return target(quantile(q, metric, by, sel), legend)
 
 
-DASHBOARDS = {
-    "django-overview.json": overview,
-    "django-health.json": health,
-    "django-auth-security.json": auth_security,
-    "django-process-db.json": process_db,
-}
+def render(latency_threshold: str = DEFAULT_LATENCY_THRESHOLD) -> dict[str, str]:
+    """File name -> JSON text of each dashboard.
 
-
-def with_namespace(text: str, namespace: str) -> str:
-    """Prefix every metric name of the reference with ``namespace_``."""
-    if not namespace:
-        return text
-    names = "|".join(sorted(METRICS, key=len, reverse=True))
-    return re.sub(rf"(?<![A-Za-z0-9_:])({names})", rf"{namespace}_\1", text)
-
-
-def render(namespace: str = "") -> dict[str, str]:
-    """File name -> JSON text."""
-    return {
-        name: with_namespace(json.dumps(build(), indent=2, ensure_ascii=False), namespace) + "\n"
-        for name, build in DASHBOARDS.items()
+    ``latency_threshold`` is the latency objective's bucket bound (as
+    prometheus_client renders it), the default of the overview's variable.
+    """
+    dashboards = {
+        "django-overview.json": overview(latency_threshold),
+        "django-health.json": health(),
+        "django-auth-security.json": auth_security(),
+        "django-process-db.json": process_db(),
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--namespace", default="", help="OBSERVABILITY_METRICS_NAMESPACE")
-    parser.add_argument("--out", type=Path, default=OUT_DIR)
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in render(args.namespace).items():
-        (args.out / name).write_text(text, encoding="utf-8")
-        print(args.out / name)
-
-
-if __name__ == "__main__":
-    main()
+    return {
+        name: json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"
+        for name, dashboard in dashboards.items()
+    }

@@ -13,7 +13,7 @@ does and runs every panel query: each must parse (not HTTP 400 ``bad_data``)
 and return at least one series with a number.
 
 The other tests need no server: the dashboards' structure, that the JSON files
-are what ``deploy/grafana/generate_dashboards.py`` writes, the provisioning
+are what ``django_observability.dashboards`` writes, the provisioning
 files, and that every metric of the metrics reference (``docs/metrics.md``) is in a
 panel.
 """
@@ -21,7 +21,6 @@ panel.
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import math
 import re
@@ -41,6 +40,7 @@ import yaml
 
 pytest.register_assert_rewrite("tests.peers")
 
+from django_observability import dashboards, deploy_assets  # noqa: E402
 from tests.peers import (  # noqa: E402
     HTTP_TIMEOUT,
     Server,
@@ -206,20 +206,18 @@ def test_panels_use_only_metrics_the_app_emits():
 
 
 def test_dashboards_are_what_the_generator_writes():
-    spec = importlib.util.spec_from_file_location(
-        "generate_dashboards", GRAFANA / "generate_dashboards.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rendered = module.render()
+    rendered = dashboards.render()
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in DASHBOARD_DIR.glob("*.json")}
     assert rendered.keys() == on_disk.keys()
     stale = [name for name, text in rendered.items() if on_disk[name] != text]
-    assert not stale, f"run python deploy/grafana/generate_dashboards.py (stale: {stale})"
+    assert not stale, f"run manage.py observability_assets (docs/development.md; stale: {stale})"
     # With a namespace every metric name is prefixed, and nothing else changes.
-    shop = module.render("shop")
+    shop = {
+        path.removeprefix("grafana/dashboards/"): text
+        for path, text in deploy_assets.render(deploy_assets.AssetOptions(namespace="shop")).items()
+        if path.startswith("grafana/dashboards/")
+    }
+    assert shop.keys() == rendered.keys()
     for name, text in shop.items():
         names = {n for q in json.loads(text)["panels"] for n in _selectors_of(q)}
         assert names, name
