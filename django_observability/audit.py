@@ -235,10 +235,19 @@ def username_hmac(username: str) -> str:
 
 
 class _ModelSelection:
-    """Which models ``OBSERVABILITY_AUDIT_MODELS`` selects; decided once per model."""
+    """Which models ``OBSERVABILITY_AUDIT_MODELS`` selects; decided once per model class.
+
+    A selected model selects its subclasses: multi-table children (every
+    Wagtail page type is one of ``wagtailcore.Page``) and proxies. A model is
+    selected when it, or one of the concrete models it inherits from, is
+    named (``app_label.Model``) or belongs to a named app (``app_label.*``).
+    The decision is kept per class (the ``sender`` of ``post_save``) until
+    :meth:`reset`.
+    """
 
     def __init__(self) -> None:
-        self._decisions: dict[type, bool] = {}
+        # model class -> the label that selected it (its own or an ancestor's), or None
+        self._decisions: dict[type, str | None] = {}
         self._lock = threading.Lock()
         self._patterns: tuple[set[str], set[str]] | None = None
 
@@ -258,27 +267,65 @@ class _ModelSelection:
                 models.add(f"{app_label}.{model}".lower())
         return apps, models
 
-    def selected(self, model: type) -> bool:
-        decision = self._decisions.get(model)
-        if decision is None:
-            with self._lock:
-                if self._patterns is None:
-                    self._patterns = self._load()
-                apps, models = self._patterns
-                meta = model._meta  # type: ignore[attr-defined]
-                decision = meta.app_label.lower() in apps or meta.label_lower in models
-                self._decisions[model] = decision
+    def selected_by(self, model: type) -> str | None:
+        """The label (``app_label.model``, lower case) through which ``model`` is selected.
+
+        ``model``'s own label when it is named itself, else the nearest
+        selected ancestor's; ``None`` when ``model`` is not audited.
+        """
+        try:
+            return self._decisions[model]
+        except KeyError:
+            pass
+        with self._lock:
+            if self._patterns is None:
+                self._patterns = self._load()
+            apps, models = self._patterns
+            decision = None
+            if apps or models:
+                for meta in _lineage(model):
+                    if meta.label_lower in models or meta.app_label.lower() in apps:
+                        decision = meta.label_lower
+                        break
+            self._decisions[model] = decision
         return decision
+
+    def selected(self, model: type) -> bool:
+        """Whether changes to ``model`` are audited."""
+        return self.selected_by(model) is not None
+
+
+def _lineage(model: type) -> list[Any]:
+    """``_meta`` of ``model`` and of every concrete model it inherits from, nearest first.
+
+    The class's MRO covers multi-table parents and, for a proxy, the model it
+    stands for; abstract bases (no table, never a ``sender``) are left out.
+    """
+    from django.db.models import Model
+
+    metas = []
+    for klass in model.__mro__:
+        if klass is Model or not isinstance(klass, type) or not issubclass(klass, Model):
+            continue
+        meta = klass._meta  # type: ignore[attr-defined]
+        if not meta.abstract:
+            metas.append(meta)
+    return metas
 
 
 selection = _ModelSelection()
 
 
-def _model_event(action: str, event_type: str, instance: Any, using: str | None) -> None:
+def _model_event(
+    action: str, event_type: str, instance: Any, using: str | None, selected_as: str
+) -> None:
     from django.db import transaction
 
     meta = instance._meta
     target_type = meta.label_lower
+    # The model that selected it, when that is an ancestor (a page type saved,
+    # "wagtailcore.page" audited): log searches find every subclass by it.
+    fields = {} if selected_as == target_type else {"target.audited_as": selected_as}
     target_id = None if instance.pk is None else str(instance.pk)
     actor_id = _acting_user_id()
     ip, rid = _request_facts(None)
@@ -299,6 +346,7 @@ def _model_event(action: str, event_type: str, instance: Any, using: str | None)
                     target_id=target_id,
                     client_ip=ip,
                     request_id=rid,
+                    fields=fields,
                 )
             )
         except Exception:
@@ -316,29 +364,62 @@ def on_post_save(
     update_fields: Any = None,
     **kwargs: Any,
 ) -> None:
-    if raw or instance is None or not selection.selected(sender):
+    # Django sends post_save once per save, with the class of the saved
+    # instance as the sender (a multi-table child's parents send nothing).
+    if raw or instance is None:
+        return
+    selected_as = selection.selected_by(sender)
+    if selected_as is None:
         return
     # Logging in saves last_login: that is the login event, not a user update.
     if not created and update_fields is not None and set(update_fields) == {"last_login"}:
         return
     try:
         if created:
-            _model_event("create", "creation", instance, using)
+            _model_event("create", "creation", instance, using, selected_as)
         else:
-            _model_event("update", "change", instance, using)
+            _model_event("update", "change", instance, using, selected_as)
     except Exception:
         _internal.exception("django_observability: post_save audit")
 
 
 def on_post_delete(
-    sender: Any, instance: Any = None, using: str | None = None, **kwargs: Any
+    sender: Any,
+    instance: Any = None,
+    using: str | None = None,
+    origin: Any = None,
+    **kwargs: Any,
 ) -> None:
-    if instance is None or not selection.selected(sender):
+    if instance is None or _parent_row(instance, origin):
+        return
+    selected_as = selection.selected_by(sender)
+    if selected_as is None:
         return
     try:
-        _model_event("delete", "deletion", instance, using)
+        _model_event("delete", "deletion", instance, using, selected_as)
     except Exception:
         _internal.exception("django_observability: post_delete audit")
+
+
+def _parent_row(instance: Any, origin: Any) -> bool:
+    """Whether ``instance`` is the parent-table row of the multi-table child being deleted.
+
+    Deleting a child deletes its parents' rows too, and Django sends
+    ``post_delete`` for each of them: the deletion was one, so is its record
+    (the child's). ``origin`` is what ``delete()`` was called on: a model
+    instance or a queryset.
+    """
+    if origin is None:
+        return False
+    model = type(instance)
+    if hasattr(origin, "_meta") and hasattr(origin, "pk"):
+        deleted = origin._meta.concrete_model
+        return deleted is not model and issubclass(deleted, model) and origin.pk == instance.pk
+    deleted = getattr(origin, "model", None)
+    if not isinstance(deleted, type):
+        return False
+    deleted = deleted._meta.concrete_model
+    return deleted is not model and issubclass(deleted, model)
 
 
 # --- security events --------------------------------------------------------------

@@ -6,6 +6,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django_observability",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "tests.audit_models",
 ]
 MIDDLEWARE = [
     "django_observability.middleware.ObservabilityMiddleware",

@@ -146,6 +146,90 @@ def test_unselected_models_and_app_wildcards(samples, audit):
     assert samples.value("audit_events_total", action="create", target="auth.group") == 1
 
 
+@override_settings(OBSERVABILITY_AUDIT_MODELS=["audit_models.Page"])
+def test_a_selected_model_selects_its_subclasses(samples, audit):
+    from tests.audit_models.models import BlogPage, DraftPage, NewsPage, Page, Unrelated
+
+    saves = []
+
+    def count_saves(sender, **kwargs):
+        saves.append(sender)
+
+    from django.db.models.signals import post_save
+
+    post_save.connect(count_saves)
+    try:
+        page = Page.objects.create(title="home")
+        blog = BlogPage.objects.create(title="blog")
+        news = NewsPage.objects.create(title="news")
+        draft = DraftPage.objects.create(title="draft")
+        blog.body = "edited"
+        blog.save()
+        Unrelated.objects.create(name="not audited")
+    finally:
+        post_save.disconnect(count_saves)
+    # One save, one record: a child's save sends post_save once, as the child.
+    records = audit()
+    assert len(records) == 5 == len(saves) - 1
+    assert [(field(r, "event.action"), field(r, "target.type")) for r in records] == [
+        ("create", "audit_models.page"),
+        ("create", "audit_models.blogpage"),
+        ("create", "audit_models.newspage"),
+        ("create", "audit_models.draftpage"),
+        ("update", "audit_models.blogpage"),
+    ]
+    assert [field(r, "target.id") for r in records] == [
+        str(pk) for pk in (page.pk, blog.pk, news.pk, draft.pk, blog.pk)
+    ]
+    # The parent that selected a subclass is in the record; not when it is itself.
+    assert [field(r, "target.audited_as") for r in records] == [None] + ["audit_models.page"] * 4
+    for target in ("page", "blogpage", "newspage", "draftpage"):
+        labels = {"action": "create", "target": f"audit_models.{target}"}
+        assert samples.value("audit_events_total", **labels) == 1
+    assert samples.value("audit_events_total", action="update", target="audit_models.blogpage") == 1
+
+
+@override_settings(OBSERVABILITY_AUDIT_MODELS=["audit_models.Page"])
+def test_deleting_a_subclass_is_one_record(samples, audit):
+    from tests.audit_models.models import BlogPage, NewsPage
+
+    blog = BlogPage.objects.create(title="blog")
+    news = NewsPage.objects.create(title="news")
+    blog.delete()  # deletes its Page row too: Django sends post_delete for both
+    NewsPage.objects.filter(pk=news.pk).delete()  # three rows, one page
+    deletions = [r for r in audit() if field(r, "event.action") == "delete"]
+    assert [field(r, "target.type") for r in deletions] == [
+        "audit_models.blogpage",
+        "audit_models.newspage",
+    ]
+    assert samples.value("audit_events_total", action="delete", target="audit_models.page") is None
+
+
+@override_settings(OBSERVABILITY_AUDIT_MODELS=["audit_models.BlogPage"])
+def test_a_selected_child_does_not_select_its_parent_or_siblings(samples, audit):
+    from tests.audit_models.models import DraftPage, NewsPage, Page
+
+    Page.objects.create(title="parent")
+    DraftPage.objects.create(title="proxy of the parent")
+    NewsPage.objects.create(title="grandchild")
+    (record,) = audit()
+    assert field(record, "target.type") == "audit_models.newspage"
+    assert field(record, "target.audited_as") == "audit_models.blogpage"
+
+
+@override_settings(OBSERVABILITY_AUDIT_MODELS=["audit_models.*"])
+def test_the_selection_is_decided_again_when_the_setting_changes():
+    from django.contrib.auth.models import User as AuthUser
+
+    from django_observability.audit import selection
+    from tests.audit_models.models import NewsPage
+
+    assert selection.selected_by(NewsPage) == "audit_models.newspage"
+    assert selection.selected_by(AuthUser) is None
+    with override_settings(OBSERVABILITY_AUDIT_MODELS=["auth.Group"]):
+        assert selection.selected_by(NewsPage) is None  # the cache was reset
+
+
 @override_settings(OBSERVABILITY_AUDIT_MODELS=["auth.Group"])
 def test_rolled_back_changes_are_not_audited(samples, audit):
     def doomed():
