@@ -1,4 +1,10 @@
-"""The ``/metrics`` endpoint."""
+"""The ``/metrics`` endpoint.
+
+``ObservabilityMiddleware`` answers ``GET``/``HEAD`` of it early, before host
+validation and HTTPS redirects (``django_observability.probes``, unless
+``OBSERVABILITY_METRICS_IN_MIDDLEWARE`` is off), through the same
+:func:`answer_scrape` as the view.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import logging
 import os
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
@@ -55,16 +62,18 @@ def metrics_registry(exemplars: bool = True) -> CollectorRegistry:
     return REGISTRY
 
 
-@observability_exempt  # outermost: a refused method is not counted either
-@csrf_exempt
-@never_cache
-@login_not_required
-@require_safe
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition: OpenMetrics when the scraper asks for it, else text."""
+def answer_scrape(request: HttpRequest) -> HttpResponse:
+    """The answer to ``GET``/``HEAD`` of ``/metrics``, protection included.
+
+    Both the view below and the middleware's early answer
+    (``django_observability.probes``) call it, so a scrape gets the same
+    refusal (401/403), body, content type and headers whichever answers.
+    """
     access = check_access(request)
     if access is not Access.GRANTED:
-        return refusal(access)
+        response = refusal(access)
+        add_never_cache_headers(response)
+        return response
     # Make sure our own instruments (build info above all) exist in this
     # process even before it served a request, with fresh process figures.
     instruments = get_metrics()
@@ -82,12 +91,25 @@ def metrics(request: HttpRequest) -> HttpResponse:
         # A compaction that holds the store's lock for seconds is stuck: a
         # failed scrape is better than totals read while files move.
         logger.error("django_observability: /metrics: the metrics store is locked; not served")
-        return HttpResponse(
+        response = HttpResponse(
             "metrics store busy\n", status=503, content_type="text/plain; charset=utf-8"
         )
+        add_never_cache_headers(response)
+        return response
     response = HttpResponse(output, content_type=content_type)
     if gzip_accepted(request.META.get("HTTP_ACCEPT_ENCODING", "")):
         response.content = gzip.compress(output, compresslevel=6)
         response["Content-Encoding"] = "gzip"
     response["Vary"] = "Accept, Accept-Encoding"
+    add_never_cache_headers(response)
     return head_without_body(request, response)
+
+
+@observability_exempt  # outermost: a refused method is not counted either
+@csrf_exempt
+@never_cache  # also on the 405 of another method
+@login_not_required
+@require_safe
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition: OpenMetrics when the scraper asks for it, else text."""
+    return answer_scrape(request)
