@@ -142,3 +142,61 @@ def check_health_checks_load(app_configs: Any = None, **kwargs: Any) -> list[Che
                 )
             )
     return errors
+
+
+_KIND_NAMES = {
+    "live": "liveness probe",
+    "ready": "readiness probe",
+    "report": "health report",
+    "metrics": "metrics endpoint",
+}
+_EARLY_SETTINGS = {
+    "live": "OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE",
+    "ready": "OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE",
+    "metrics": "OBSERVABILITY_METRICS_IN_MIDDLEWARE",
+}
+
+
+@register(Tags.urls)
+def check_urls_not_shadowed(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Each of the app's URLs, where it is mounted, reaches the app's view (not a catch-all).
+
+    Silent when the app's URLs are not mounted at all: serving them is the
+    project's choice. A URLconf that cannot be loaded is Django's own check to report.
+    """
+    from django_observability.mounting import shadowed, view_name
+    from django_observability.probes import probe_paths
+
+    try:
+        found = shadowed()
+    except Exception:
+        return []
+    in_middleware = MIDDLEWARE_PATH in (getattr(settings, "MIDDLEWARE", None) or [])
+    warnings: list[CheckMessage] = []
+    for mount in found:
+        what = _KIND_NAMES[mount.kind]
+        if mount.answered_by is None:
+            answer = "resolves to no view"
+        else:
+            named = f" (URL name {mount.answered_by_name!r})" if mount.answered_by_name else ""
+            answer = f"is answered by {view_name(mount.answered_by)}{named}"
+        message = (
+            f"{mount.path} {answer}, not by django_observability's {what}: "
+            "a pattern listed before the app's URLs matches it first."
+        )
+        if in_middleware and probe_paths({mount.path: mount.kind}):
+            setting = _EARLY_SETTINGS[mount.kind]
+            message += (
+                " ObservabilityMiddleware answers its GET and HEAD requests before URL "
+                f"resolution all the same, but not with {setting} = False, nor other methods."
+            )
+        warnings.append(
+            Warning(
+                message,
+                hint='Put path("", include("django_observability.urls")) before catch-all '
+                "patterns (such as Wagtail's include(wagtail_urls), or a "
+                're_path(r"^(?P<path>.*)$", ...)) in your URLconf.',
+                id="django_observability.W020",
+            )
+        )
+    return warnings

@@ -1,8 +1,11 @@
 import os
+import subprocess
+import sys
 
 import pytest
 from django.core.checks import run_checks
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 MW = "django_observability.middleware.ObservabilityMiddleware"
@@ -161,3 +164,83 @@ def test_e039_health_check_cannot_load():
     messages = [m for m in run_checks() if m.id == "django_observability.E039"]
     assert len(messages) == 1
     assert "gone" in messages[0].msg
+
+
+# --- W020: the app's URLs answered by another view ------------------------------------
+
+
+def w020(urlconf, **settings):
+    with override_settings(ROOT_URLCONF=urlconf, **settings):
+        return [m for m in run_checks() if m.id == "django_observability.W020"]
+
+
+def test_w020_catch_all_before_the_include():
+    from tests import urls_catch_all
+
+    messages = {m.msg.split()[0]: m for m in w020(urls_catch_all.CatchAllFirst)}
+    assert set(messages) == {"/metrics", "/health/", "/health/live/", "/health/ready/"}
+    report = messages["/health/"]
+    assert report.msg.startswith(
+        "/health/ is answered by tests.urls_catch_all.catch_all (URL name 'catch-all'), "
+        "not by django_observability's health report"
+    )
+    assert 'include("django_observability.urls")) before catch-all' in report.hint
+    # The probes and the scrape are still answered by the middleware: said, not hidden.
+    assert "ObservabilityMiddleware answers" not in report.msg
+    assert "OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE" in messages["/health/live/"].msg
+    assert "OBSERVABILITY_METRICS_IN_MIDDLEWARE" in messages["/metrics"].msg
+    off = w020(urls_catch_all.CatchAllFirst, OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE=False)
+    assert not any("ObservabilityMiddleware answers" in m.msg for m in off if "health" in m.msg)
+
+
+def test_w020_silent_when_the_include_comes_first_or_is_not_mounted():
+    from tests import urls_catch_all
+
+    assert w020(urls_catch_all.CatchAllLast) == []
+    assert w020(urls_catch_all.NotMounted) == []
+
+
+def test_w020_names_the_prefixed_paths():
+    from tests import urls_catch_all
+
+    shadowed = [m.msg.split()[0] for m in w020(urls_catch_all.PrefixedAfterCatchAll)]
+    assert shadowed == ["/ops/health/", "/ops/health/live/", "/ops/health/ready/"]
+
+
+def test_w020_fails_check_at_warning_level():
+    from tests import urls_catch_all
+
+    with (
+        override_settings(ROOT_URLCONF=urls_catch_all.CatchAllFirst),
+        pytest.raises(SystemCheckError, match="W020"),
+    ):
+        call_command("check", fail_level="WARNING")
+
+
+def _check_wagtail_project(urlconf):
+    """``manage.py check`` of a project with Wagtail's page URLs, in a process of its own."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TEST_ROOT_URLCONF": urlconf, "PYTHONPATH": root}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "check", "--settings", "tests.settings_wagtail_urls"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def test_w020_with_wagtails_catch_all():
+    pytest.importorskip("wagtail")
+    output = _check_wagtail_project("tests.urls_wagtail_last")
+    warned = [
+        line.split()[2] for line in output.splitlines() if "django_observability.W020" in line
+    ]
+    # Wagtail's page route matches paths ending in "/": /metrics is not shadowed.
+    assert warned == ["/health/", "/health/live/", "/health/ready/"]
+    assert "wagtail.views.serve (URL name 'wagtail_serve')" in output
+    assert "W020" not in _check_wagtail_project("tests.urls_wagtail_first")
