@@ -1,9 +1,11 @@
 """The ``service`` field of every line: name and environment, read once and cached.
 
 Read from the settings (``OBSERVABILITY_SERVICE_NAME``,
-``OBSERVABILITY_ENVIRONMENT``) once Django has them, from the environment
-before. :func:`reset` forgets the cached value; it runs when an
-``OBSERVABILITY_`` setting changes (``override_settings`` in tests).
+``OBSERVABILITY_ENVIRONMENT``) once Django has them. Before, from what a
+server's master learnt its workers will say (:func:`assume`, see
+``django_observability.gunicorn``), else from the environment. :func:`reset`
+forgets the cached value; it runs when an ``OBSERVABILITY_`` setting changes
+(``override_settings`` in tests).
 """
 
 from __future__ import annotations
@@ -14,18 +16,31 @@ from django.conf import settings
 
 from django_observability.conf import conf, env_environment, env_service_name
 
-__all__ = ["current", "read", "reset"]
+__all__ = ["assume", "current", "read", "reset"]
 
 # Written on a line when the settings cannot be read.
 FALLBACK = {"name": "django"}
 
 _cache: dict[str, str] | None = None
+_assumed: dict[str, str] | None = None
+
+
+def assume(fields: dict[str, str] | None) -> None:
+    """Write ``fields`` while the settings are not loaded (``None``: the environment's).
+
+    For a server's master, which logs before (and without) loading Django:
+    it gives the fields its workers will write once they have the settings.
+    """
+    global _assumed
+    _assumed = dict(fields) if fields is not None else None
 
 
 def read() -> dict[str, str]:
     """``{"name": ..., "environment": ...}`` as configured now (no environment if empty)."""
     if settings.configured:
         name, environment = conf.SERVICE_NAME, conf.ENVIRONMENT
+    elif _assumed is not None:
+        return _assumed
     else:
         # Logging before Django has loaded its settings (a server's own start-up
         # lines): don't import the settings module from inside a log call.
