@@ -30,8 +30,11 @@ DEFAULT_LATENCY_THRESHOLD = dashboards.DEFAULT_LATENCY_THRESHOLD
 DEFAULT_RUNBOOK_URL = "https://github.com/your-org/django-observability/blob/main/docs/runbooks.md"
 
 # Written for the default objectives only (their scenarios count bad requests
-# against the default error budgets); left out when an objective changes.
+# against the default error budgets); left out when an objective changes, with
+# the SLO section that ends recording_test.yml.
 SLO_TEST_FILES = ("prometheus/tests/slo_test.yml", "prometheus/tests/slo_long_test.yml")
+RECORDING_TEST = "prometheus/tests/recording_test.yml"
+_SLO_SECTION = "      # ---- SLOs "
 
 # Metric names the app emits, before the namespace: every instrument, and the
 # metrics store gauges the scraping worker computes (metrics_store.state).
@@ -118,9 +121,28 @@ def _objectives(text: str, options: AssetOptions) -> str:
 
 
 def _job(text: str, job: str) -> str:
-    """The scrape job the rules and their tests name (``up{job="django"}``)."""
+    """The scrape job the rules and their tests name (``up{job="django"}``).
+
+    In the tests also the expected labels, and the job's name where the expected
+    annotations spell it (``{{ $labels.job }}`` in a summary or description).
+    """
     text = text.replace('job="django"', f'job="{job}"')
-    return re.sub(r"(\bjob: )'django'", rf"\1'{job}'", text)
+    text = re.sub(r"(\bjob: )'django'", lambda m: f"{m.group(1)}'{job}'", text)
+    return re.sub(
+        r"^(\s+(?:summary|description): .*)$",
+        lambda m: re.sub(r"\bdjango\b(?![-_.:])", job, m.group(1)),
+        text,
+        flags=re.MULTILINE,
+    )
+
+
+def _without_slo_checks(text: str) -> str:
+    """recording_test.yml without its SLO section (its last part; written for the
+    default objectives)."""
+    head, marker, tail = text.partition(_SLO_SECTION)
+    if not marker or "\n  - name:" in tail:
+        raise ValueError("recording_test.yml: the SLO section is not the last part")
+    return head
 
 
 def _packaged() -> dict[str, str]:
@@ -148,6 +170,7 @@ def render(options: AssetOptions) -> dict[str, str]:
     if not options.default_objectives:
         for path in SLO_TEST_FILES:
             del files[path]
+        files[RECORDING_TEST] = _without_slo_checks(files[RECORDING_TEST])
     files["prometheus/rules/recording.yml"] = _objectives(
         files["prometheus/rules/recording.yml"], options
     )
