@@ -18,6 +18,7 @@ class ObservabilityConfig(AppConfig):
             audit,
             checks,  # noqa: F401  (registers the system checks)
             db,
+            frameworks,
             metrics_store,
             tracing,
         )
@@ -34,6 +35,7 @@ class ObservabilityConfig(AppConfig):
         metrics_store.install()
         db.install()
         audit.install()
+        frameworks.install()
         tracing.setup()
 
 

@@ -234,17 +234,51 @@ def user_id(user: Any) -> str | None:
 
 
 def loaded_user_id(request: Any) -> str | None:
-    """The id of the request's user if the request already loaded it; never a database query.
+    """The id of the user the request ended with, if already loaded; never a database query.
 
     Reading ``request.user`` would load it (a query, and from async code a
-    SynchronousOnlyOperation), so only a user already loaded is used.
+    SynchronousOnlyOperation), so only a user already in hand is used, in
+    this order:
+
+    * a user that an API framework's authentication returned as
+      ``request.auth`` (django-ninja keeps the result of its auth callback
+      there, and leaves ``request.user`` alone);
+    * ``request.user`` when something put a user object there (Django REST
+      framework's authentication, ``login()``, ``logout()``) or evaluated the
+      lazy one ``AuthenticationMiddleware`` set;
+    * the user ``AuthenticationMiddleware`` cached (``request.user`` or
+      ``await request.auser()``).
+
+    So a request authenticated by a token during the view carries that user,
+    not the anonymous session user the middleware saw first.
     """
     state = request.__dict__
-    user = state.get("_cached_user") or state.get("_acached_user")
+    auth = _loaded(state.get("auth"))
+    if auth is not None and _is_user_model(auth) and user_id(auth) is not None:
+        return user_id(auth)
+    user = _loaded(state.get("user"))
     if user is None:
-        lazy = state.get("user")
-        if lazy is not None:
-            wrapped = lazy.__dict__.get("_wrapped", lazy) if hasattr(lazy, "__dict__") else lazy
-            if wrapped is not empty:
-                user = wrapped
+        user = state.get("_cached_user") or state.get("_acached_user")
     return None if user is None else user_id(user)
+
+
+def _loaded(value: Any) -> Any:
+    """``value``, or the object a lazy ``value`` wraps; ``None`` if not evaluated yet.
+
+    Never through ``isinstance`` or an attribute of a lazy object: either
+    would evaluate it.
+    """
+    if value is None:
+        return None
+    own = getattr(value, "__dict__", None)
+    if isinstance(own, dict) and "_wrapped" in own:
+        wrapped = own["_wrapped"]
+        return None if wrapped is empty else wrapped
+    return value
+
+
+def _is_user_model(value: Any) -> bool:
+    """Whether ``value`` is a user model instance (not a token or a claims dict)."""
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    return isinstance(value, AbstractBaseUser)

@@ -98,3 +98,42 @@ def test_loaded_user_id_never_loads_the_user():
     request.user = SimpleLazyObject(lambda: SimpleNamespace(is_authenticated=True, pk=3))
     request.user.pk
     assert context.loaded_user_id(request) == "3"
+    request.auth = SimpleLazyObject(load)  # an unevaluated lazy auth result: left alone
+    assert context.loaded_user_id(request) == "3"
+
+
+def test_the_user_the_request_ended_with_wins_over_the_cached_one():
+    # AuthenticationMiddleware loaded the anonymous session user first; then an
+    # API framework's authentication put the token's user in request.user (DRF).
+    request = RequestFactory().get("/")
+    request._cached_user = AnonymousUser()
+    request.user = SimpleLazyObject(lambda: request._cached_user)
+    request.user.is_authenticated
+    assert context.loaded_user_id(request) is None
+    request.user = SimpleNamespace(is_authenticated=True, pk=5)
+    assert context.loaded_user_id(request) == "5"
+    # ... and logging out ends it anonymous, whoever was cached.
+    request._cached_user = SimpleNamespace(is_authenticated=True, pk=6)
+    request.user = AnonymousUser()
+    assert context.loaded_user_id(request) is None
+
+
+@pytest.mark.django_db
+def test_a_user_returned_by_the_authentication_as_request_auth():
+    from django.contrib.auth.models import User
+
+    # django-ninja keeps its auth callback's result in request.auth, and leaves
+    # request.user (the session's, lazy) alone.
+    user = User(pk=8, username="ninja")
+    request = RequestFactory().get("/")
+    request.user = SimpleLazyObject(AnonymousUser)
+    request.auth = user
+    assert context.loaded_user_id(request) == "8"
+    request.auth = SimpleLazyObject(lambda: user)  # django_auth returns request.user itself
+    assert context.loaded_user_id(request) is None  # not evaluated: not loaded
+    request.auth.pk
+    assert context.loaded_user_id(request) == "8"
+    # A token or claims are not a user: request.user decides.
+    request.auth = SimpleNamespace(is_authenticated=True, pk="token-key")
+    request.user = SimpleNamespace(is_authenticated=True, pk=9)
+    assert context.loaded_user_id(request) == "9"

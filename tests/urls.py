@@ -55,4 +55,5 @@ urlpatterns = [
     path("excluded/async-stream/", views.async_stream_work),
     re_path(r"^legacy/(?P<code>[a-z]+)\Z", views.ok, name="legacy"),
     path("", include("django_observability.urls")),
+    path("frameworks/", include("tests.framework_apis")),
 ]
