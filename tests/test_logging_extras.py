@@ -183,3 +183,38 @@ def test_redact_keys_are_extensible():
     assert data["card_pin"] == REDACTED
     assert data["password"] == "visible"
     assert JsonFormatter.redact_keys == DEFAULT_REDACT_KEYS
+
+
+def test_lists_of_name_value_pairs_are_redacted_by_name():
+    extra = {
+        "headers": [("Authorization", f"Bearer {SECRET}"), ("page", "2")],
+        "params": [["token", SECRET], ["sort", "name"]],
+        "jar": (("sessionid", SECRET),),
+        "words": ["token", "plain"],  # a list of words is not a pair
+    }
+    line = log_line(extra=extra)
+    assert SECRET not in line
+    data = strict_loads(line)
+    assert data["headers"] == [["Authorization", REDACTED], ["page", "2"]]
+    assert data["params"] == [["token", REDACTED], ["sort", "name"]]
+    assert data["jar"] == [["sessionid", REDACTED]]
+    assert data["words"] == ["token", "plain"]
+
+
+def test_urls_in_text_values_lose_their_secrets():
+    extra = {
+        "next": f"https://shop.example/cb?code=1&access_token={SECRET}",
+        "database": f"postgres://app:{SECRET}@db/shop",
+        "nested": {"links": [f"/reset?password={SECRET}&page=2"]},
+        "http.request.referrer": f"https://ref.example/?api_key={SECRET}",
+        "plain": "a=b and ann@example.com",
+    }
+    for templates in (True, False):
+        line = log_line(formatter=JsonFormatter(templates=templates), extra=extra)
+        assert SECRET not in line
+        data = strict_loads(line)
+        assert data["next"] == f"https://shop.example/cb?code=1&access_token={REDACTED}"
+        assert data["database"] == f"postgres://app:{REDACTED}@db/shop"
+        assert data["nested"] == {"links": [f"/reset?password={REDACTED}&page=2"]}
+        assert data["http"]["request"]["referrer"] == f"https://ref.example/?api_key={REDACTED}"
+        assert data["plain"] == "a=b and ann@example.com"

@@ -41,6 +41,7 @@ TEMPLATED = [
     {"a..b": 1, ".a": 2, "a.": 3, "_private": 4},
     {"wierd key \"'\\": "v", "é.ü": "x"},
     {"message_extra": "\x00\x010\x01\x00"},
+    {"next": "https://u:pw@h/p?token=t&page=2", "query": "a=b", "email": "a@b.c"},
 ]
 
 
