@@ -9,8 +9,10 @@ default objectives: the Prometheus recording and alert rules with their
 writes the result); ``deploy/`` in the repository is its output for the
 example project.
 
-The rewrites are exact text substitutions on known spots; each asserts that
-it found what it rewrites, so an edited asset cannot silently miss one.
+The rewrites are text substitutions on known spots: metric names where they
+start a word, the job where the rules and tests name it, the runbook URL, and
+the objectives, each of which must be found exactly where expected (an edited
+recording.yml cannot silently keep the default).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def validate(options: AssetOptions) -> list[str]:
     if options.namespace and not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", options.namespace):
         problems.append(f"namespace {options.namespace!r} is not a Prometheus name")
     if not _JOB_NAME.fullmatch(options.job):
-        problems.append(f"job {options.job!r} is not a plain job name")
+        problems.append(f"job {options.job!r} is not a plain job name (letters, digits, _ . : / -)")
     for name in ("availability_objective", "latency_objective"):
         value = getattr(options, name)
         if not 0 < value < 1:
@@ -178,15 +180,17 @@ def render(options: AssetOptions) -> dict[str, str]:
         files[f"grafana/dashboards/{name}"] = text
     written = {}
     for path, text in files.items():
-        if path.startswith("prometheus/"):
-            text = _job(text, options.job)
-            text = text.replace(DEFAULT_RUNBOOK_URL, options.runbook_url)
+        # Metric names first: the job and the URL are taken as given.
+        text = with_namespace(text, options.namespace)
         if options.namespace:
             text = text.replace(
                 "(default, empty OBSERVABILITY_METRICS_NAMESPACE)",
                 f'(OBSERVABILITY_METRICS_NAMESPACE = "{options.namespace}")',
             )
-        written[path] = with_namespace(text, options.namespace)
+        if path.startswith("prometheus/"):
+            text = _job(text, options.job)
+            text = text.replace(DEFAULT_RUNBOOK_URL, options.runbook_url)
+        written[path] = text
     return written
 
 

@@ -144,6 +144,9 @@ def test_job_names_the_scrape_job_in_rules_and_tests():
             assert 'job="django"' not in text, path
             assert "job: 'django'" not in text, path
     assert "job: 'shop-web'" in files["prometheus/tests/alerts_test.yml"]
+    # A job spelled like a metric keeps its name under a namespace.
+    odd = deploy_assets.render(AssetOptions(namespace="shop", job="health_ready"))
+    assert 'up{job="health_ready"} == 0' in odd["prometheus/rules/alerts.yml"]
     # Group names and the objective rules' names keep "django".
     assert "name: django-slo" in files["prometheus/rules/recording.yml"]
     assert "record: django:slo_objective:ratio" in files["prometheus/rules/recording.yml"]

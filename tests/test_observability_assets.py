@@ -89,6 +89,8 @@ def test_invalid_options_are_command_errors(tmp_path):
         assets(tmp_path, "--availability-objective", "99.9")
     with pytest.raises(CommandError, match="not a Prometheus name"):
         assets(tmp_path, "--namespace", "my-shop")
+    with pytest.raises(CommandError, match="not a plain job name"):
+        assets(tmp_path, "--job", "my shop")
     assert not any(tmp_path.iterdir())
 
 
