@@ -5,13 +5,22 @@ Every worker writes its metrics to files in PROMETHEUS_MULTIPROC_DIR and
 prometheus_client (here, in the master); the hooks imported below empty it at
 start, archive the totals of each worker that exits (so scrapes stay fast
 however many workers max_requests has replaced) and bound the span flush of an
-exiting worker. None of them can stop the master or a worker.
+exiting worker; logger_class gives the master's own lines the service name and
+environment the workers write (read from the settings that example/wsgi.py
+names, without loading them in the master). None of them can stop the master
+or a worker.
 """
 
 import os
 import tempfile
 
-from django_observability.gunicorn import child_exit, on_starting, post_fork, worker_exit  # noqa: F401
+from django_observability.gunicorn import (  # noqa: F401
+    child_exit,
+    logger_class,
+    on_starting,
+    post_fork,
+    worker_exit,
+)
 from django_observability.logging import logging_config
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
@@ -24,13 +33,11 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 preload_app = os.environ.get("GUNICORN_PRELOAD", "0") == "1"
 timeout = 30
 graceful_timeout = 10
-accesslog = None  # the app logs its own requests
+accesslog = None  # the app logs its own requests (logging_config() drops gunicorn's)
 
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="prometheus-multiproc-"))
 
 # The master's own lines (start-up, worker exits) as JSON lines too, like
 # everything the workers log once Django has applied settings.LOGGING. The
-# master has not loaded Django: no mail_admins handler (it reads the settings),
-# and the service name comes from the environment.
-os.environ.setdefault("OTEL_SERVICE_NAME", "example-shop")
+# master has not loaded Django: no mail_admins handler (it reads the settings).
 logconfig_dict = logging_config(os.environ.get("EXAMPLE_LOG_LEVEL", "INFO"), mail_admins=False)

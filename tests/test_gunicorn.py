@@ -6,6 +6,7 @@ hook meets a store that is missing, read-only or locked, and must not raise.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -116,3 +117,111 @@ def test_worker_exit_flushes_in_the_worker_only(monkeypatch):
     assert calls == []
     gunicorn.worker_exit(server(), SimpleNamespace(pid=os.getpid()))
     assert calls == [os.getpid()]
+
+
+# The master's service fields ------------------------------------------------------
+
+WSGI = """
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings.production')
+
+application = get_wsgi_application()
+"""
+
+
+def make_site(root, settings_text="OBSERVABILITY_SERVICE_NAME = 'shop-api'\n"):
+    (root / "mysite" / "settings").mkdir(parents=True)
+    (root / "mysite" / "__init__.py").write_text("raise RuntimeError('not to be imported')\n")
+    (root / "mysite" / "settings" / "__init__.py").write_text("")
+    (root / "mysite" / "settings" / "production.py").write_text(
+        "SECRET_KEY = 'x'\nOBSERVABILITY_ENVIRONMENT = 'prod'\n" + settings_text
+    )
+    (root / "mysite" / "wsgi.py").write_text(WSGI)
+
+
+def test_settings_module_of_reads_the_app_module_without_importing_it(tmp_path, monkeypatch):
+    make_site(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert gunicorn.settings_module_of("mysite.wsgi:application") == "mysite.settings.production"
+    assert gunicorn.settings_module_of("mysite.wsgi") == "mysite.settings.production"
+    assert "mysite" not in sys.modules
+    for uri in ("mysite.nothere:app", "nosuchpackage.wsgi", "", "../x", "mysite.settings:x"):
+        assert gunicorn.settings_module_of(uri) is None
+
+
+MASTER = """
+import json, sys
+from types import SimpleNamespace
+from django_observability import gunicorn
+from django_observability.logging import service
+from django.conf import settings
+cfg = SimpleNamespace(wsgi_app=None, default_proc_name=sys.argv[1])
+gunicorn.learn_service(cfg)
+assert not settings.configured, "the master must not load the settings"
+print(json.dumps(service.current()))
+"""
+
+
+def run_master(tmp_path, app_uri="mysite.wsgi:application"):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DJANGO_SETTINGS_MODULE", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}
+    }
+    env["PYTHONPATH"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", MASTER, app_uri],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+def test_the_master_learns_the_workers_service_fields(tmp_path):
+    make_site(tmp_path)
+    (tmp_path / "mysite" / "__init__.py").write_text("")
+    fields, _ = run_master(tmp_path)
+    assert fields == {"name": "shop-api", "environment": "prod"}
+
+
+def test_without_a_name_in_the_settings_the_package_names_the_service(tmp_path):
+    make_site(tmp_path, settings_text="")
+    (tmp_path / "mysite" / "__init__.py").write_text("")
+    fields, _ = run_master(tmp_path)
+    assert fields == {"name": "mysite", "environment": "prod"}
+
+
+def test_settings_that_fail_to_load_leave_the_environment_s_name(tmp_path):
+    make_site(tmp_path, settings_text="raise ImportError('no secrets here')\n")
+    (tmp_path / "mysite" / "__init__.py").write_text("")
+    fields, stderr = run_master(tmp_path)
+    assert fields == {"name": "mysite"}  # from DJANGO_SETTINGS_MODULE, set as wsgi.py does
+    assert "no secrets here" in stderr
+
+
+def test_an_unknown_app_leaves_the_fallback(tmp_path):
+    fields, _ = run_master(tmp_path, "elsewhere.wsgi:application")
+    assert fields == {"name": "django"}
+
+
+def test_logger_class_is_gunicorns_logger_learning_first(monkeypatch):
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    assert gunicorn.logger_class is gunicorn.Logger
+    assert issubclass(gunicorn.Logger, Logger)
+    calls = []
+    monkeypatch.setattr(gunicorn, "learn_service", calls.append)
+    cfg = Config()
+    cfg.set("logger_class", gunicorn.logger_class)  # as a gunicorn.conf.py sets it
+    assert cfg.logger_class is gunicorn.Logger
+    glogger = cfg.logger_class(cfg)
+    assert calls == [cfg]
+    assert glogger.access_log.name == "gunicorn.access"

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django_observability.logging import redaction
 from django_observability.logging.context import ID_ATTRS
 from django_observability.logging.redaction import DEFAULT_REDACT_KEYS, REDACTED, Redactor
 from django_observability.logging.values import MAX_DEPTH, SCALARS, TRUNCATED, put, safe_str
@@ -67,6 +68,8 @@ class Extras:
     def refresh(self) -> int:
         """Pick up a change of the project's words; the current :attr:`version`."""
         redactor = self.redactor
+        if redactor.generation == redaction.generation:
+            return self.version  # nothing changed: the common case, two lookups
         redactor.refresh()
         if redactor.version != self.version:
             self.known = dict.fromkeys(self._reserved)

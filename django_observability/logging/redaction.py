@@ -137,6 +137,8 @@ class _Matcher:
 
 
 _project: tuple[str, ...] | None = None
+#: Grows at each :func:`reset`: a Redactor whose words were read at an older one reads again.
+generation = 0
 
 
 def project_keys() -> tuple[str, ...]:
@@ -163,8 +165,9 @@ def project_keys() -> tuple[str, ...]:
 
 def reset() -> None:
     """Forget the project's words (a changed setting): read again on the next line."""
-    global _project
+    global _project, generation
     _project = None
+    generation += 1
 
 
 class Redactor:
@@ -181,10 +184,17 @@ class Redactor:
         self._verdicts: dict[Any, bool] = {}
         #: Incremented whenever the rules change: callers that cache decisions compare it.
         self.version = 0
+        #: The module's :data:`generation` the project's words were read at (-1: not yet,
+        #: or read before the settings were loaded).
+        self.generation = -1
 
     def refresh(self) -> None:
         """Pick up a change of ``OBSERVABILITY_LOG_REDACT_KEYS`` (cheap when none)."""
+        if self.generation == generation:
+            return
         keys = project_keys()
+        if _project is not None:  # the settings' words, final until the next reset()
+            self.generation = generation
         if keys is not self._project:
             self._project = keys
             self._matcher = _Matcher((*self.words, *keys))

@@ -164,9 +164,13 @@ OBSERVABILITY_DB_METRICS = True
 # One JSON line per request on the logger django_observability.access.
 OBSERVABILITY_ACCESS_LOG = True
 
-# Every log record, Django's, gunicorn's and uvicorn's included, as one JSON
-# line on stdout with service, request id, trace id and span id.
+# Every log record, Django's, gunicorn's, uvicorn's and Python's warnings
+# included, as one JSON line on stdout with service, request id, trace id and
+# span id. The servers' own access lines are left out (the access line above
+# replaces them); server_access_log=True keeps them, with secrets masked.
 LOGGING = logging_config(os.environ.get("EXAMPLE_LOG_LEVEL", "INFO"))
+# Redacted in log lines besides the built-in names (passwords, tokens, cards...).
+OBSERVABILITY_LOG_REDACT_KEYS = ["coupon_code"]
 
 # Auth, audit and security events (counters + records on django_observability.audit).
 OBSERVABILITY_AUDIT_MODELS = ["auth.User", "auth.Group"]
