@@ -222,6 +222,12 @@ def test_logger_class_is_gunicorns_logger_learning_first(monkeypatch):
     cfg = Config()
     cfg.set("logger_class", gunicorn.logger_class)  # as a gunicorn.conf.py sets it
     assert cfg.logger_class is gunicorn.Logger
-    glogger = cfg.logger_class(cfg)
-    assert calls == [cfg]
-    assert glogger.access_log.name == "gunicorn.access"
+    loggers = [logging.getLogger(name) for name in ("gunicorn.error", "gunicorn.access")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    try:
+        glogger = cfg.logger_class(cfg)
+        assert calls == [cfg]
+        assert glogger.access_log is loggers[1]
+    finally:  # gunicorn's setup gave its loggers handlers of their own
+        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
