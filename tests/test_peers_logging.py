@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.peers import REPO, Server, executable, free_port, http, wait_for
+# Helpers live in tests/peers.py; its asserts get pytest's messages too.
+pytest.register_assert_rewrite("tests.peers")
+
+from tests.peers import REPO, Server, executable, free_port, http, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.peers
 
