@@ -31,7 +31,7 @@ def log_request(state: RequestState, seconds: float) -> None:
     extra: dict[str, Any] = {
         "http.request.method": state.method,
         "url.path": path,
-        "http.route": state.route,
+        "http.route": state.series_route,
         "http.response.status_code": int(state.status) if state.status.isdigit() else None,
         "http.response.body.bytes": state.body_bytes,
         "event.duration": int(seconds * _NS),

@@ -39,7 +39,7 @@ def complete(state: RequestState) -> None:
             try:
                 metrics.observe(
                     state.method,
-                    state.route,
+                    state.series_route,
                     state.status,
                     seconds,
                     state.body_bytes,

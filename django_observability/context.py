@@ -126,8 +126,10 @@ class RequestState:
         "presumed_exempt",
         "queries",
         "raised",
+        "refined_route",
         "request",
         "route",
+        "series_route",
         "span",
         "start",
         "status",
@@ -143,7 +145,10 @@ class RequestState:
             self.active.inc()
         self.done = False
         self.excluded = False
-        self.route = route
+        self.route = route  # the URL pattern it matched (the span's http.route)
+        self.refined_route: str | None = None  # the project's label for it (routes.refine_route)
+        # The route of its metric series and access line: refined_route, capped, else route.
+        self.series_route = route
         self.status = ""
         self.body_bytes: int | None = None
         self.exc: BaseException | None = None

@@ -51,6 +51,7 @@ from django_observability.exemption import is_learned, observability_exempt
 from django_observability.faults import fault
 from django_observability.formats import exception_name
 from django_observability.metrics import UNMATCHED, get_metrics, method_label, route_label
+from django_observability.routes import series_route
 from django_observability.server_span import start
 from django_observability.streaming import complete_on_close, suppress_spans_in
 from django_observability.tracing import get_tracer, suppress_spans
@@ -184,6 +185,9 @@ def _end(
         return
     try:
         state.route = route = route_label(request.resolver_match)
+        if state.refined_route is not None:
+            route = series_route(state)
+        state.series_route = route
         code = response.status_code
         state.status = _STATUS_LABELS.get(code) or str(code)
         exc = state.raised
@@ -212,6 +216,9 @@ def _abort(request: HttpRequest, state: RequestState | None, exc: BaseException)
         return
     try:
         state.route = route = route_label(request.resolver_match)
+        if state.refined_route is not None:
+            route = series_route(state)
+        state.series_route = route
         if isinstance(exc, asyncio.CancelledError):
             state.status = "499"
         else:

@@ -17,7 +17,11 @@ from django_observability.formats import exception_name
 from django_observability.metrics import OTHER_METHOD, UNMATCHED
 from django_observability.tracing import set_error
 
-__all__ = ["finish", "request_attributes", "start"]
+__all__ = ["REFINED_ROUTE", "finish", "request_attributes", "start"]
+
+#: The span attribute for a route label the project refined (``routes.refine_route``);
+#: ``http.route`` stays the URL pattern, as the semantic conventions define it.
+REFINED_ROUTE = "django_observability.route"
 
 # Where opentelemetry-instrumentation-django keeps its span in request.META.
 _OTEL_DJANGO_SPAN = "opentelemetry-instrumentor-django.span_key"
@@ -155,6 +159,8 @@ def finish(state: RequestState, span: Any) -> None:
                 span.set_attribute("http.route", state.route)
         elif status.isdigit():
             span.set_attribute("http.response.status_code", int(status))
+        if state.refined_route is not None:
+            span.set_attribute(REFINED_ROUTE, state.refined_route)
         if state.exc is not None:
             set_error(span, state.exc, exception_name(state.exc))
         elif status and status >= "500" and len(status) == 3:

@@ -56,4 +56,6 @@ urlpatterns = [
     re_path(r"^legacy/(?P<code>[a-z]+)\Z", views.ok, name="legacy"),
     path("", include("django_observability.urls")),
     path("frameworks/", include("tests.framework_apis")),
+    path("pages/<path:path>", views.refined_page, name="refined-page"),
+    path("async-pages/<path:path>", views.async_refined_page, name="async-refined-page"),
 ]

@@ -219,3 +219,20 @@ async def whoami(request):
 
 def login_form(request):
     return HttpResponse("ok")
+
+
+def refined_page(request, path):
+    """A catch-all view naming the series of each request after the kind of page it serves."""
+    from django_observability import refine_route
+
+    refine_route(request, request.GET.get("kind") and f"page:{request.GET['kind']}")
+    if request.GET.get("fail"):
+        raise BoomError("the page failed")
+    return HttpResponse(path)
+
+
+async def async_refined_page(request, path):
+    from django_observability import refine_route
+
+    refine_route(request, request.GET.get("kind") and f"page:{request.GET['kind']}")
+    return HttpResponse(path)
