@@ -227,6 +227,7 @@ def uvicorn_server(root: Path, name: str, **extra: str) -> Server:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mysite")
     write_project(root)
+    (root / "multiproc").mkdir()
     return root
 
 
@@ -276,6 +277,13 @@ def test_gunicorn_master_and_workers_write_the_same_service(gunicorn_default):
     assert {service for _, service in services} == {
         json.dumps({"name": SERVICE, "environment": ENVIRONMENT})
     }, sorted(services)
+
+
+def test_uvicorn_lines_name_the_service(uvicorn_default):
+    assert any(logger_of(r) == "uvicorn.error" for r in uvicorn_default)
+    assert {json.dumps(r["service"]) for r in uvicorn_default} == {
+        json.dumps({"name": SERVICE, "environment": ENVIRONMENT})
+    }
 
 
 # --- the servers' access lines --------------------------------------------------------
