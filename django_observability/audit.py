@@ -390,7 +390,7 @@ def on_post_delete(
     origin: Any = None,
     **kwargs: Any,
 ) -> None:
-    if instance is None or _parent_row(instance, origin):
+    if instance is None or _deletions.parent_row(instance, origin):
         return
     selected_as = selection.selected_by(sender)
     if selected_as is None:
@@ -401,25 +401,49 @@ def on_post_delete(
         _internal.exception("django_observability: post_delete audit")
 
 
-def _parent_row(instance: Any, origin: Any) -> bool:
-    """Whether ``instance`` is the parent-table row of the multi-table child being deleted.
+class _Deletions:
+    """Recognises the parent-table rows of a multi-table child being deleted.
 
     Deleting a child deletes its parents' rows too, and Django sends
-    ``post_delete`` for each of them: the deletion was one, so is its record
-    (the child's). ``origin`` is what ``delete()`` was called on: a model
-    instance or a queryset.
+    ``post_delete`` for each of them, the child's first (a row is deleted
+    before the rows it points to). Whether ``delete()`` was called on the child
+    or, as Wagtail and treebeard do, on a queryset of the parent model, the
+    deletion was one, so is its record: the child's. The signals of one
+    deletion come one after another in one thread with the same ``origin``
+    (what ``delete()`` was called on); the rows seen since that origin's first
+    signal are kept until another deletion starts.
     """
-    if origin is None:
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def parent_row(self, instance: Any, origin: Any) -> bool:
+        """Whether ``instance`` is a parent row of a child already seen in this deletion."""
+        local = self._local
+        current = getattr(local, "origin", None)
+        if origin is None or current is None or current() is not origin:
+            local.origin = _weak(origin)
+            local.seen = []
+        model = type(instance)._meta.concrete_model
+        pk = instance.pk
+        for child, child_pk in local.seen:
+            if child_pk == pk and child is not model and issubclass(child, model):
+                return True
+        local.seen.append((model, pk))
         return False
-    model = type(instance)
-    if hasattr(origin, "_meta") and hasattr(origin, "pk"):
-        deleted = origin._meta.concrete_model
-        return deleted is not model and issubclass(deleted, model) and origin.pk == instance.pk
-    deleted = getattr(origin, "model", None)
-    if not isinstance(deleted, type):
-        return False
-    deleted = deleted._meta.concrete_model
-    return deleted is not model and issubclass(deleted, model)
+
+
+def _weak(origin: Any) -> Any:
+    """A weak reference to ``origin`` (``None``-returning when it cannot have one)."""
+    import weakref
+
+    try:
+        return weakref.ref(origin)
+    except TypeError:
+        return lambda: None
+
+
+_deletions = _Deletions()
 
 
 # --- security events --------------------------------------------------------------
