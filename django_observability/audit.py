@@ -8,11 +8,13 @@ persist events itself.
 * Authentication: Django's ``user_logged_in``, ``user_logged_out`` and
   ``user_login_failed`` signals (sync and async login views alike).
 * Model changes: ``post_save`` / ``post_delete`` of the models named in
-  ``OBSERVABILITY_AUDIT_MODELS``, counted and recorded when the transaction
-  commits (a rolled-back change is not audited).
+  ``OBSERVABILITY_AUDIT_MODELS`` and of their subclasses (multi-table and
+  proxy), counted and recorded when the transaction commits (a rolled-back
+  change is not audited).
 * Security: ``PermissionDenied``, every ``SuspiciousOperation`` (a disallowed
-  Host included) and CSRF failures, however they arise, from the records Django
-  itself logs for them.
+  Host included) and CSRF failures, from the records Django itself logs for
+  them; the refusals API frameworks answer themselves come through
+  :mod:`~django_observability.frameworks`.
 * Your own events: :func:`record_event`.
 
 No personal data: users appear by primary key only; a failed login's
