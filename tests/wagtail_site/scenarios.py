@@ -100,3 +100,35 @@ def test_the_app_urls_answer_before_the_catch_all():
     response = client.get("/metrics", headers={"Authorization": "Bearer test-token-0123456789"})
     assert response.status_code == 200
     assert b"http_server_request_duration_seconds" in response.content
+
+
+def test_an_editor_publishing_in_the_admin_is_audited(
+    home, records, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import User
+
+    editor = User.objects.create_superuser("editor", password="editor-pw-value-3")
+    client = Client()
+    client.force_login(editor)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/admin/pages/add/wagtail_site/blogpage/{home.pk}/",
+            {
+                "title": "From the admin",
+                "slug": "from-the-admin",
+                "body": "published by an editor",
+                "action-publish": "action-publish",
+                "comments-TOTAL_FORMS": "0",
+                "comments-INITIAL_FORMS": "0",
+                "comments-MIN_NUM_FORMS": "0",
+                "comments-MAX_NUM_FORMS": "1000",
+            },
+        )
+    assert response.status_code == 302, response.content[:2000]
+    page = BlogPage.objects.get(slug="from-the-admin")
+    assert page.live
+    audited = model_records(records)
+    assert audited
+    assert {r["target"]["type"] for r in audited} == {"wagtail_site.blogpage"}
+    assert {r["user"]["id"] for r in audited} == {str(editor.pk)}
+    assert {r["target"]["id"] for r in audited} == {str(page.pk)}

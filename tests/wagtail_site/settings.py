@@ -1,6 +1,6 @@
 """A small Wagtail 7/8 site for tests that need the real CMS (run in a subprocess of their own).
 
-``DJANGO_SETTINGS_MODULE=tests.wagtail_site.settings``: Wagtail's apps and
+``DJANGO_SETTINGS_MODULE=tests.wagtail_site.settings``: Wagtail's apps (its admin at /admin/) and
 middleware, our middleware first, our URLs mounted before Wagtail's catch-all
 (tests.wagtail_site.urls), two page types (tests.wagtail_site.models) and a
 ``before_serve_page`` hook that refines the route label by page type
