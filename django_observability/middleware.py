@@ -2,7 +2,7 @@
 
 Put it first in ``MIDDLEWARE``. Per request it
 
-* answers liveness and readiness probes itself (:mod:`~django_observability.probes`);
+* answers liveness and readiness probes and ``/metrics`` scrapes itself (:mod:`~django_observability.probes`);
 * takes a valid incoming request id (``OBSERVABILITY_REQUEST_ID_HEADER``) or
   makes one (:mod:`~django_observability.request_id`), makes it and the request
   current (:mod:`~django_observability.context`) and echoes it on the response;
@@ -90,9 +90,8 @@ class _Config:
         own = exemption.own_paths()
         # The app's own endpoints: no metrics, no span, no access log line.
         self.own_paths = frozenset(own)
-        self.probes: dict[str, str] = (
-            probes.probe_paths(own) if valid_or_default("HEALTH_PROBES_IN_MIDDLEWARE") else {}
-        )
+        # Answered before the rest of the stack (probes.py reads both opt-outs).
+        self.probes: dict[str, str] = probes.probe_paths(own)
         # With the default propagators (W3C trace context and baggage), a
         # request without their headers has nothing to extract.
         propagators = os.environ.get("OTEL_PROPAGATORS", "tracecontext,baggage")

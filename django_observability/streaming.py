@@ -115,7 +115,7 @@ def _stream_failed(state: RequestState, exc: Exception) -> None:
             return
         state.exc = exc
         if state.metrics is not None and not state.excluded:
-            state.metrics.count_exception(state.route, exception_name(exc))
+            state.metrics.count_exception(state.series_route, exception_name(exc))
     except Exception:
         fault("request metrics (stream error)")
     try:

@@ -119,6 +119,7 @@ def test_w003_knows_the_example_file():
         ("HEALTH_SHOW_DETAILS", "sometimes", "E035"),
         ("HEALTH_PROBES_IN_MIDDLEWARE", "yes", "E036"),
         ("METRICS_IN_MIDDLEWARE", "yes", "E070"),
+        ("LOG_REDACT_KEYS", "tax_id", "E080"),
         ("HEALTH_MAX_THREADS", 0, "E037"),
         ("HEALTH_DRAIN_FILE", 5, "E038"),
         ("TRACING_EXPORTER", "jaeger", "E040"),

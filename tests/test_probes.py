@@ -105,6 +105,14 @@ def test_metrics_early_answer_is_as_protected_as_the_view(http):
 
 
 @hardened
+@override_settings(OBSERVABILITY_HEALTH_PROBES_IN_MIDDLEWARE=False)
+def test_metrics_early_answer_does_not_depend_on_the_probes_setting(http):
+    # Each opt-out is its own: the probes off, /metrics is still answered early.
+    assert http.get("/metrics", headers={**POD, **TOKEN}).status_code == 200
+    assert http.get("/health/live/", headers=POD).status_code == 400
+
+
+@hardened
 @override_settings(OBSERVABILITY_AUTH_TOKEN=None, OBSERVABILITY_ALLOWED_IPS=["10.0.0.0/8"])
 def test_metrics_early_answer_by_allowed_address():
     assert SyncHTTP(REMOTE_ADDR="10.9.8.7").get("/metrics", headers=POD).status_code == 200

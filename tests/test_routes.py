@@ -10,7 +10,7 @@ from django_observability import refine_route
 from django_observability.context import RequestState, enter, leave
 from django_observability.logging import JsonFormatter
 from django_observability.routes import MAX_LENGTH
-from tests.clients import AsyncHTTP, SyncHTTP
+from tests.clients import AsyncHTTP, SyncHTTP, consume
 from tests.spans import server_spans
 
 
@@ -103,3 +103,17 @@ def test_refinement_is_per_request_and_can_be_undone():
     finally:
         leave(tokens)
     refine_route(RequestFactory().get("/"), "page:none")  # not measured: nothing to refine
+
+
+def test_exception_in_a_refined_streamed_body_is_counted_under_the_refinement(samples):
+    from tests.views import BoomError
+
+    response = SyncHTTP().get("/refined-stream-fails/", consume=False)
+    with pytest.raises(BoomError):
+        consume(response)
+    exception = "tests.views.BoomError"
+    assert (
+        samples.value("http_server_exceptions_total", route="stream:refined", exception=exception)
+        == 1
+    )
+    assert not samples.count("/refined-stream-fails/")  # no series under the URL pattern

@@ -58,4 +58,5 @@ urlpatterns = [
     path("frameworks/", include("tests.framework_apis")),
     path("pages/<path:path>", views.refined_page, name="refined-page"),
     path("async-pages/<path:path>", views.async_refined_page, name="async-refined-page"),
+    path("refined-stream-fails/", views.refined_stream_fails),
 ]

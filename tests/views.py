@@ -236,3 +236,11 @@ async def async_refined_page(request, path):
 
     refine_route(request, request.GET.get("kind") and f"page:{request.GET['kind']}")
     return HttpResponse(path)
+
+
+def refined_stream_fails(request):
+    """A refined route whose streamed body fails: the failure is counted under the refinement."""
+    from django_observability import refine_route
+
+    refine_route(request, "stream:refined")
+    return stream_fails(request)
