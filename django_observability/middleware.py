@@ -2,7 +2,8 @@
 
 Put it first in ``MIDDLEWARE``. Per request it
 
-* answers liveness and readiness probes and ``/metrics`` scrapes itself (:mod:`~django_observability.probes`);
+* answers liveness and readiness probes and ``/metrics`` scrapes itself
+  (:mod:`~django_observability.probes`);
 * takes a valid incoming request id (``OBSERVABILITY_REQUEST_ID_HEADER``) or
   makes one (:mod:`~django_observability.request_id`), makes it and the request
   current (:mod:`~django_observability.context`) and echoes it on the response;
