@@ -13,14 +13,8 @@ from typing import Any, ClassVar
 from django.core.management.base import BaseCommand, CommandParser
 
 from django_observability.health.base import FAIL
-from django_observability.health.views import (
-    LIVE,
-    READY,
-    REPORT,
-    evaluate,
-    render_json,
-    render_text,
-)
+from django_observability.health.rendering import LIVE, READY, REPORT, render_json, render_text
+from django_observability.health.views import evaluate
 from django_observability.metrics import disable_in_this_process
 
 
