@@ -6,6 +6,10 @@ The endpoints are in tests/framework_apis.py, mounted under /frameworks/.
 import base64
 import json
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from django.contrib.auth.models import User
@@ -221,3 +225,57 @@ def test_installed_once(http, token, samples):
 def test_switched_off_with_security_events(http, token, samples):
     assert http.get("/frameworks/drf/staff/", headers={"Authorization": f"Token {token}"})
     assert security_total(samples) == 0
+
+
+# --- installing without importing the frameworks -------------------------------------
+
+
+def test_after_import_runs_the_callback_once_the_module_is_imported(tmp_path, monkeypatch):
+    from django_observability.frameworks import AfterImport
+
+    (tmp_path / "observability_hook_probe.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "observability_hook_probe", raising=False)
+    name = "observability_hook_probe"
+    calls = []
+    hook = AfterImport()
+    hook.add(name, lambda: calls.append(sys.modules[name].VALUE))
+    assert hook in sys.meta_path
+    assert calls == []
+    import observability_hook_probe  # noqa: F401
+
+    assert calls == [1]  # after the module ran
+    assert hook not in sys.meta_path
+    assert hook.waiting() == frozenset()
+    hook.add(name, lambda: calls.append("again"))  # already imported: at once
+    assert calls == [1, "again"]
+
+
+def test_ready_does_not_import_the_frameworks_and_wraps_them_when_imported():
+    # A project with DRF and ninja installed pays for neither until it imports them.
+    code = textwrap.dedent(
+        """
+        import sys
+        import django
+        from django.conf import settings
+
+        settings.configure(
+            INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth",
+                            "django_observability"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        )
+        django.setup()
+        print(sorted(m for m in ("rest_framework.views", "ninja", "pydantic") if m in sys.modules))
+        from ninja import NinjaAPI
+        from rest_framework.views import APIView
+
+        print(hasattr(APIView.handle_exception, "_observability_wrapped"),
+              hasattr(NinjaAPI.on_exception, "_observability_wrapped"))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True True"]
