@@ -19,13 +19,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Real peers for the tests, from Debian: Prometheus and promtool, amtool; PostgreSQL
-# (the tests run a private server of their own, never the system's).
+# Real peers for the tests, from Debian: Prometheus and promtool, amtool; PostgreSQL,
+# Redis (a Celery broker) and the Pushgateway (the tests run private servers of their
+# own, never the system's).
 PEER_PACKAGES := $(strip \
   $(if $(shell command -v promtool 2>/dev/null),,prometheus) \
   $(if $(shell command -v prometheus 2>/dev/null),,prometheus) \
   $(if $(shell command -v amtool 2>/dev/null),,prometheus-alertmanager) \
-  $(if $(wildcard /usr/lib/postgresql/*/bin/pg_ctl),,postgresql))
+  $(if $(wildcard /usr/lib/postgresql/*/bin/pg_ctl),,postgresql) \
+  $(if $(shell command -v redis-server 2>/dev/null),,redis-server) \
+  $(if $(shell command -v prometheus-pushgateway 2>/dev/null),,prometheus-pushgateway))
 
 peers:
 	@if [ -n "$(PEER_PACKAGES)" ]; then \
