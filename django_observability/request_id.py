@@ -11,7 +11,8 @@ import os
 import re
 from collections import deque
 
-# Re-exported: django_observability.logging.context still imports it from here.
+# Re-exported for code written when it lived here (the public name is
+# django_observability.get_request_id).
 from django_observability.context import get_request_id
 
 __all__ = ["MAX_LENGTH", "from_meta", "get_request_id", "is_valid", "meta_key", "new_request_id"]
