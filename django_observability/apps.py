@@ -24,6 +24,7 @@ class ObservabilityConfig(AppConfig):
         )
         from django_observability.health.builtin import prime_cpu
         from django_observability.middleware import record_exception
+        from django_observability.tasks import celery as tasks_celery
 
         got_request_exception.connect(
             record_exception, dispatch_uid="django_observability.record_exception"
@@ -37,6 +38,7 @@ class ObservabilityConfig(AppConfig):
         audit.install()
         frameworks.install()
         tracing.setup()
+        tasks_celery.install()  # Celery's signals, when Celery is installed (after tracing)
 
 
 def _setting_changed(setting: str, **kwargs: Any) -> None:

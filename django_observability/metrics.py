@@ -180,6 +180,18 @@ class CappedLabel:
 # Database queries are faster than requests: 0.5 ms to 10 s.
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# Background tasks run, and wait in their queue, from milliseconds to an hour.
+TASK_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    600.0, 1800.0, 3600.0,
+)  # fmt: skip
+
+#: ``outcome`` of tasks_finished_total and task_duration_seconds: a fixed set.
+#: ``retry``: the run asked to be retried (a new message is enqueued);
+#: ``rejected``/``ignored``: the task raised Celery's ``Reject``/``Ignore``;
+#: ``revoked``: revoked before it ran, expired, or terminated while running.
+TASK_OUTCOMES = ("success", "failure", "retry", "rejected", "ignored", "revoked")
+
 
 @dataclass(frozen=True)
 class Instrument:
@@ -349,6 +361,48 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "csrf_failure...",
         ("type",),
     ),
+    # Background tasks (Celery): the task label is the registered name, capped.
+    Instrument(
+        "tasks_enqueued",
+        Counter,
+        "tasks_enqueued",
+        "Tasks enqueued (retries included: each is a new message), by task name.",
+        ("task",),
+    ),
+    Instrument(
+        "tasks_finished",
+        Counter,
+        "tasks_finished",
+        "Task runs finished, by task name and outcome (success, failure, retry, rejected, "
+        "ignored, revoked).",
+        ("task", "outcome"),
+    ),
+    Instrument(
+        "task_duration",
+        Histogram,
+        "task_duration_seconds",
+        "Run time of tasks in the worker, by task name and outcome.",
+        ("task", "outcome"),
+        unit="seconds",
+        buckets="task",
+    ),
+    Instrument(
+        "task_queue_wait",
+        Histogram,
+        "task_queue_wait_seconds",
+        "Time from enqueueing (or the time a task was due) to its start in a worker.",
+        ("task",),
+        unit="seconds",
+        buckets="task",
+    ),
+    Instrument(
+        "tasks_active",
+        Gauge,
+        "tasks_active",
+        "Tasks running now, by task name.",
+        ("task",),
+        multiprocess_mode="livesum",
+    ),
 )
 
 # Made on the first readiness evaluation, not with the others: a label-less
@@ -371,6 +425,7 @@ CAPPED_LABELS: dict[str, str] = {
     "audit_action_label": "audit_action",
     "audit_target_label": "audit_target",
     "security_type_label": "security_type",
+    "task_label": "task",
 }
 
 
@@ -397,6 +452,7 @@ class Metrics:
             "latency": latency_buckets,
             "size": size_buckets,
             "db": DB_BUCKETS,
+            "task": TASK_BUCKETS,
         }
         # What unregister() removes: every instrument made, including later ones.
         self._collectors: list[Any] = []
@@ -519,6 +575,39 @@ class Metrics:
         if capped:
             event_type = self.security_type_label(event_type)
         self.security_events.labels(event_type).inc()
+
+    def count_enqueued(self, task: str) -> None:
+        """One task enqueued (``task``: its registered name, capped here)."""
+        self.tasks_enqueued.labels(self.task_label(task)).inc()
+
+    def task_started(self, task: str, queue_wait: float | None) -> None:
+        """A task starts: ``tasks_active`` goes up, ``queue_wait`` (seconds) is observed.
+
+        ``queue_wait`` is ``None`` when unknown (a message without our header).
+        """
+        label = self.task_label(task)
+        if queue_wait is not None:
+            self.task_queue_wait.labels(label).observe(queue_wait)
+        self.tasks_active.labels(label).inc()
+
+    def task_finished(
+        self, task: str, outcome: str, seconds: float | None, started: bool = True
+    ) -> None:
+        """A task run ended with ``outcome`` (one of :data:`TASK_OUTCOMES`) after ``seconds``.
+
+        ``started``: the run was counted by :meth:`task_started` in this
+        process (``False`` for a task revoked before it ran, or one that a
+        worker's main process saw end without its child: a hard time limit,
+        a lost child).
+        """
+        if outcome not in TASK_OUTCOMES:
+            raise ValueError(f"not a task outcome: {outcome!r}")
+        label = self.task_label(task)
+        self.tasks_finished.labels(label, outcome).inc()
+        if seconds is not None:
+            self.task_duration.labels(label, outcome).observe(seconds)
+        if started:
+            self.tasks_active.labels(label).dec()
 
     def set_ready(self, ready: bool) -> None:
         """Record the outcome of a readiness evaluation (``health_ready``)."""

@@ -53,6 +53,9 @@ def test_logging_config_shape():
         "uvicorn.error": "NOTSET",
         "uvicorn.access": "WARNING",
         "py.warnings": "NOTSET",
+        "celery": "INFO",
+        "celery.task": "NOTSET",
+        "celery.redirected": "NOTSET",
     }
     assert {name: c["level"] for name, c in config["loggers"].items()} == expected
     for logger in config["loggers"].values():

@@ -45,6 +45,11 @@ CONTRACT = {
     "auth_events": (Counter, ("event",), None),
     "audit_events": (Counter, ("action", "target"), None),
     "security_events": (Counter, ("type",), None),
+    "tasks_enqueued": (Counter, ("task",), None),
+    "tasks_finished": (Counter, ("task", "outcome"), None),
+    "task_duration_seconds": (Histogram, ("task", "outcome"), None),
+    "task_queue_wait_seconds": (Histogram, ("task",), None),
+    "tasks_active": (Gauge, ("task",), "livesum"),
     "health_ready": (Gauge, (), "livemin"),
 }
 

@@ -44,17 +44,23 @@ def logging_config(
     One handler (``"console"``, on the root logger) writes everything, once:
     Django's loggers (``django``, ``django.request``, ``django.server``,
     ``django.security``), this app's (``django_observability``, its ``.access``
-    and ``.audit`` records) and the servers' (``gunicorn.error``,
+    and ``.audit`` records), the servers' (``gunicorn.error``,
     ``gunicorn.access``, ``uvicorn``, ``uvicorn.error``, ``uvicorn.access``)
-    lose the handlers Django, gunicorn or uvicorn gave them and propagate to
-    it. Django's ``mail_admins`` handler on ``django`` is kept as Django sets
-    it (errors, only when ``DEBUG`` is off and ``ADMINS`` is set). Python's
+    and Celery's (``celery`` and everything under it: ``celery.task``,
+    ``celery.worker...``, ``celery.app.trace``, ``celery.redirected``, a
+    task's printed output) lose the handlers Django, gunicorn, uvicorn or
+    Celery gave them and propagate to it. In a Celery worker, lines logged
+    while a task runs carry ``task.id``, ``task.name`` and the enqueuing
+    request's ``http.request.id`` (docs/tasks.md: the worker keeps this
+    configuration instead of installing Celery's own). Django's
+    ``mail_admins`` handler on ``django`` is kept as Django sets it (errors,
+    only when ``DEBUG`` is off and ``ADMINS`` is set). Python's
     warnings are sent to logging (:func:`capture_warnings`) and come out as
     lines of the ``py.warnings`` logger.
 
     ``level``
         Level of the root logger and of ``django``, ``django_observability``,
-        ``gunicorn.error`` and ``uvicorn``. Access and audit records are
+        ``gunicorn.error``, ``uvicorn`` and ``celery``. Access and audit records are
         logged at INFO whatever this is.
     ``json``
         ``False`` writes :class:`TextFormatter` lines instead (for a terminal).
@@ -137,6 +143,9 @@ def logging_config(
             "uvicorn.error": propagating(inherit),
             "uvicorn.access": propagating(server_access, "server_access"),
             "py.warnings": propagating(inherit, "capture_warnings"),
+            "celery": propagating(level),
+            "celery.task": propagating(inherit),
+            "celery.redirected": propagating(inherit),
         },
     }
     if not mail_admins:

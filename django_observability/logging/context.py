@@ -1,11 +1,14 @@
-"""What a log record gets from the request and the span it was logged in.
+"""What a log record gets from the request, the task and the span it was logged in.
 
-Three correlation ids: the request id, and the trace and span ids of the
-current OpenTelemetry span. A record carries them as the attributes
-``request_id``, ``trace_id`` and ``span_id`` (stamped by :class:`ContextFilter`,
-or passed with ``extra=``); otherwise they are read when the record is
-formatted. Everything this package knows about the request's own state goes
-through :func:`request_ids`.
+Five correlation fields: the request id, the trace and span ids of the
+current OpenTelemetry span, and the id and name of the task being run (a
+Celery task in a worker; ``tasks.context``). A record carries them as the
+attributes ``request_id``, ``trace_id``, ``span_id``, ``task_id`` and
+``task_name`` (stamped by :class:`ContextFilter`, or passed with ``extra=``);
+otherwise they are read when the record is formatted. Inside a task the
+request id is the enqueuing request's. Everything this package knows about
+the request's own state goes through :func:`request_ids`, about the task's
+through :func:`task_ids`.
 """
 
 from __future__ import annotations
@@ -17,17 +20,26 @@ from django_observability.context import get_request_id as current_request_id
 from django_observability.context import request_id_of
 from django_observability.context import span_ids as request_span_ids
 from django_observability.formats import hex_ids
+from django_observability.tasks.context import current_task
 
 try:
     from opentelemetry.trace import get_current_span
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     get_current_span = None  # type: ignore[assignment]
 
-__all__ = ["ID_ATTRS", "ContextFilter", "current_request_id", "record_ids", "request_ids"]
+__all__ = [
+    "ID_ATTRS",
+    "ContextFilter",
+    "current_request_id",
+    "record_ids",
+    "request_ids",
+    "task_ids",
+]
 
 # Record attributes that carry the correlation ids, in the order the functions
-# below return them. They become http.request.id, trace.id and span.id.
-ID_ATTRS = ("request_id", "trace_id", "span_id")
+# below return them. They become http.request.id, trace.id, span.id, task.id
+# and task.name.
+ID_ATTRS = ("request_id", "trace_id", "span_id", "task_id", "task_name")
 
 _MISSING: Any = object()
 
@@ -40,6 +52,25 @@ def otel_ids() -> tuple[str | None, str | None]:
     if not context.is_valid:
         return None, None
     return hex_ids(context)
+
+
+def task_ids() -> tuple[str, str] | None:
+    """(id, registered name) of the task running in this context, or ``None``."""
+    info = current_task()
+    return None if info is None else (info.id, info.name)
+
+
+def _stamp_task(state: dict[str, Any]) -> None:
+    """Put the running task's id and name on a record that has neither; nothing outside a task.
+
+    Only inside a task, so that a record has these attributes exactly when it
+    has the fields: a line's layout is kept per set of attribute names
+    (``template.py``), and that set then tells task lines from the others.
+    """
+    if "task_id" not in state and "task_name" not in state:
+        ids = task_ids()
+        if ids is not None:
+            state["task_id"], state["task_name"] = ids
 
 
 def request_ids(request: Any) -> tuple[Any, Any, Any]:
@@ -64,13 +95,16 @@ def request_ids(request: Any) -> tuple[Any, Any, Any]:
     return request_id, None, None
 
 
-def record_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:
-    """(request id, trace id, span id) of a record: stamped on it, else from the context.
+def record_ids(record: logging.LogRecord) -> tuple[Any, Any, Any, Any, Any]:
+    """(request id, trace id, span id, task id, task name) of a record.
 
-    An id passed explicitly (even ``None``) wins; a record about a request
-    whose context has ended takes the ids the request kept.
+    Each is stamped on it, else read from the context (the task's are then
+    stamped, see :func:`_stamp_task`). An id passed explicitly (even
+    ``None``) wins; a record about a request whose context has ended takes
+    the ids the request kept.
     """
     state = record.__dict__
+    _stamp_task(state)
     request_id = state.get("request_id", _MISSING)
     if request_id is _MISSING:
         request_id = current_request_id()
@@ -86,7 +120,7 @@ def record_ids(record: logging.LogRecord) -> tuple[Any, Any, Any]:
         request_id, request_trace, request_span = _ids_of_logged_request(state)
         if trace_id is None and span_id is None:
             trace_id, span_id = request_trace, request_span
-    return request_id, trace_id, span_id
+    return request_id, trace_id, span_id, state.get("task_id"), state.get("task_name")
 
 
 def _ids_of_logged_request(state: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -97,7 +131,8 @@ def _ids_of_logged_request(state: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 class ContextFilter(logging.Filter):
-    """Stamp ``request_id``, ``trace_id`` and ``span_id`` on each record at log time.
+    """Stamp ``request_id``, ``trace_id``, ``span_id`` (and in a task ``task_id``,
+    ``task_name``) on each record at log time.
 
     Attach it to the handler (or logger) that first sees the record. Formatting
     that happens later or elsewhere (a ``QueueHandler`` and its listener thread,
@@ -108,6 +143,7 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             state = record.__dict__
+            _stamp_task(state)
             if "request_id" not in state:
                 state["request_id"] = current_request_id()
             if "trace_id" not in state or "span_id" not in state:

@@ -78,18 +78,38 @@ FIXED_FIELDS: dict[str, Any] = {
 # into the fixed field (the general path), never written twice.
 FIXED_NAMES = frozenset(FIXED_FIELDS)
 
-# Where put_ids writes the request, trace and span ids (in record_ids' order).
-ID_PATHS = (("http", "request", "id"), ("trace", "id"), ("span", "id"))
+# Where put_ids writes the request, trace and span ids, and the running task's
+# id and name (in record_ids' order).
+ID_PATHS = (
+    ("http", "request", "id"),
+    ("trace", "id"),
+    ("span", "id"),
+    ("task", "id"),
+    ("task", "name"),
+)
 
 
-def put_ids(out: dict[str, Any], request_id: Any, trace_id: Any, span_id: Any) -> None:
-    """Write the correlation ids that are set (trace, span, then the request's)."""
+def put_ids(
+    out: dict[str, Any],
+    request_id: Any,
+    trace_id: Any,
+    span_id: Any,
+    task_id: Any = None,
+    task_name: Any = None,
+) -> None:
+    """Write the correlation ids that are set (trace, span, the request's, then the task's)."""
     if trace_id:
         out["trace"] = {"id": trace_id}
     if span_id:
         out["span"] = {"id": span_id}
     if request_id:
         out["http"] = {"request": {"id": request_id}}
+    if task_id or task_name:
+        task = out["task"] = {}
+        if task_id:
+            task["id"] = task_id
+        if task_name:
+            task["name"] = task_name
 
 
 def _leaves(spec: dict[str, Any]) -> list[Any]:

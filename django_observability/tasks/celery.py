@@ -1,0 +1,264 @@
+"""Celery's signals turned into task metrics, the task context and its log fields.
+
+Connected by :func:`install` (from ``AppConfig.ready()`` when Celery is
+installed); every receiver runs in the process that sends the signal:
+
+* ``before_task_publish`` (the enqueuing process): the message gets the
+  headers of :func:`~django_observability.tasks.context.enqueue_headers`, the
+  current request id and the time; ``after_task_publish`` counts the task in
+  ``tasks_enqueued_total`` once the broker took it. A retry is a new message,
+  published from the worker, and is counted again: every enqueued message
+  ends in exactly one ``tasks_finished_total`` outcome.
+* ``task_prerun`` / ``task_postrun`` (the process that runs the task, a
+  prefork child): the task becomes current (its id, name and the enqueuing
+  request's id for log lines and ``get_request_id()``), ``tasks_active`` goes
+  up and down, the queue wait, the run time and the outcome are recorded.
+  The outcome is the state Celery ends the run with (``SUCCESS``,
+  ``FAILURE``, ``RETRY``, ``REJECTED``, ``IGNORED``).
+* ``task_revoked`` and ``task_failure`` (the worker's main process, for runs
+  that end there: revoked before they ran or terminated, a hard time limit,
+  a lost child process) count the run as ``revoked`` or ``failure``.
+
+Spans are OpenTelemetry's Celery instrumentation's (``tracing/celery.py``
+enables it); the receivers here make none, so a task has one consumer span.
+
+A receiver never raises: a fault is logged once and the task runs, or ends,
+as it would without us; the task's own exceptions are Celery's business.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from django_observability.faults import fault
+from django_observability.frameworks import AfterImport
+from django_observability.metrics import get_metrics
+from django_observability.tasks.context import (
+    ENQUEUED_AT_HEADER,
+    REQUEST_ID_HEADER,
+    current_task,
+    enqueue_headers,
+    enter_task,
+    leave_task,
+    queue_wait,
+)
+from django_observability.tracing import celery as celery_tracing
+
+__all__ = ["OUTCOMES", "install", "uninstall"]
+
+#: Celery's end state of a run -> the ``outcome`` label.
+OUTCOMES = {
+    "SUCCESS": "success",
+    "FAILURE": "failure",
+    "RETRY": "retry",
+    "REJECTED": "rejected",
+    "IGNORED": "ignored",
+}
+
+# Failures the worker's main process reports for a run whose child could not:
+# the child was killed (hard time limit) or died.
+_MAIN_PROCESS_FAILURES = ("TimeLimitExceeded", "WorkerLostError")
+
+_perf_counter = time.perf_counter
+_after_import = AfterImport()
+
+
+def header(request: Any, name: str) -> Any:
+    """A custom header of a task's message, as the worker has it on ``task.request``.
+
+    With Celery's message protocol 2 the headers set in ``before_task_publish``
+    become attributes of the request; Celery 5.3 and later keep them in
+    ``request.headers`` too.
+    """
+    value = getattr(request, name, None)
+    if value is None:
+        headers = getattr(request, "headers", None)
+        if isinstance(headers, dict):
+            value = headers.get(name)
+    return value
+
+
+def _due(request: Any) -> float | None:
+    """When the task was due (its ETA, from a countdown or ``eta=``), as epoch seconds."""
+    eta = getattr(request, "eta", None)
+    if not eta:
+        return None
+    if isinstance(eta, str):
+        eta = datetime.fromisoformat(eta)
+    if isinstance(eta, datetime):
+        return eta.timestamp()
+    return None
+
+
+def before_publish(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """``before_task_publish``: our headers go with the message."""
+    if headers is None:
+        return
+    try:
+        headers.update(enqueue_headers())
+    except Exception:
+        fault("tasks.before_publish")
+
+
+def after_publish(sender: Any = None, headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """``after_task_publish``: the broker took the message; ``sender`` is the task's name."""
+    try:
+        name = sender if isinstance(sender, str) else (headers or {}).get("task")
+        metrics = get_metrics()
+        if metrics is not None and name:
+            metrics.count_enqueued(name)
+    except Exception:
+        fault("tasks.after_publish")
+
+
+def prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    """``task_prerun``: the task becomes current; the queue wait and ``tasks_active``."""
+    if task is None or task_id is None:
+        return
+    try:
+        request = task.request
+        enter_task(task_id, task.name, header(request, REQUEST_ID_HEADER))
+        metrics = get_metrics()
+        if metrics is not None:
+            enqueued = header(request, ENQUEUED_AT_HEADER)
+            wait = None if enqueued is None else queue_wait(enqueued, _due(request))
+            metrics.task_started(task.name, wait)
+    except Exception:
+        fault("tasks.prerun")
+
+
+def postrun(
+    task_id: str | None = None, task: Any = None, state: str | None = None, **kwargs: Any
+) -> None:
+    """``task_postrun``: the run's outcome and time; the task stops being current."""
+    info = current_task()
+    if info is None or info.id != task_id:
+        return  # prerun did not make it current (a fault there): nothing to close
+    try:
+        seconds = _perf_counter() - info.started
+        metrics = get_metrics()
+        if metrics is not None:
+            outcome = OUTCOMES.get(state or "", "failure")
+            metrics.task_finished(info.name, outcome, seconds)
+    except Exception:
+        fault("tasks.postrun")
+    finally:
+        try:
+            leave_task(info)
+        except Exception:
+            fault("tasks.postrun")
+
+
+def revoked(request: Any = None, **kwargs: Any) -> None:
+    """``task_revoked`` (the worker's main process): a run revoked, expired or terminated."""
+    try:
+        name = getattr(request, "task", None) or getattr(request, "task_name", None)
+        if not isinstance(name, str):
+            name = getattr(kwargs.get("sender"), "name", None)
+        metrics = get_metrics()
+        if metrics is not None and name:
+            metrics.task_finished(name, "revoked", None, started=False)
+    except Exception:
+        fault("tasks.revoked")
+
+
+def failed_outside_run(
+    sender: Any = None, task_id: str | None = None, exception: Any = None, **kwargs: Any
+) -> None:
+    """``task_failure`` sent by the worker's main process for a child that could not report.
+
+    Failures raised by the task itself are counted by :func:`postrun` in the
+    process that ran it; only a hard time limit and a lost child are counted here.
+    """
+    try:
+        if type(exception).__name__ not in _MAIN_PROCESS_FAILURES:
+            return
+        info = current_task()
+        if info is not None and info.id == task_id:
+            return
+        name = getattr(sender, "name", None)
+        metrics = get_metrics()
+        if metrics is not None and name:
+            metrics.task_finished(name, "failure", None, started=False)
+    except Exception:
+        fault("tasks.failure")
+
+
+_RECEIVERS = (
+    ("before_task_publish", before_publish),
+    ("after_task_publish", after_publish),
+    ("task_prerun", prerun),
+    ("task_postrun", postrun),
+    ("task_revoked", revoked),
+    ("task_failure", failed_outside_run),
+)
+
+
+def install() -> None:
+    """Observe Celery's tasks in this process (from ``AppConfig.ready()``); imports nothing.
+
+    Celery already imported (a worker; a project whose package imports its
+    Celery app) is wired at once; Celery installed but not imported yet is
+    wired right after its first import, through the post-import hook of
+    ``frameworks``: importing ``celery.signals`` costs about 0.2 s, which
+    ``manage.py`` commands of a project that never uses it should not pay.
+    """
+    if "celery" not in sys.modules and importlib.util.find_spec("celery") is None:
+        return
+    _after_import.add("celery", _connect)
+
+
+def _connect() -> None:
+    try:
+        from celery import signals
+
+        for name, receiver in _RECEIVERS:
+            getattr(signals, name).connect(
+                receiver, weak=False, dispatch_uid=f"django_observability.tasks.{name}"
+            )
+        if _project_logging():
+            signals.setup_logging.connect(
+                keep_django_logging, weak=False, dispatch_uid=_KEEP_LOGGING_UID
+            )
+    except Exception:
+        fault("tasks.install")
+    # Tracing was set up before (ready() calls tracing.setup() first).
+    celery_tracing.instrument()
+
+
+_KEEP_LOGGING_UID = "django_observability.tasks.setup_logging"
+
+
+def _project_logging() -> bool:
+    """Whether Django configured logging from the project's ``LOGGING`` (applied by now)."""
+    from django.conf import settings
+
+    return bool(getattr(settings, "LOGGING_CONFIG", None) and getattr(settings, "LOGGING", None))
+
+
+def keep_django_logging(**kwargs: Any) -> None:
+    """``setup_logging``: the worker keeps the logging Django configured from ``LOGGING``.
+
+    Celery configures logging in a worker only when nobody receives this
+    signal; otherwise (``worker_hijack_root_logger``, the default) it removes
+    the root logger's handlers and writes its own text lines, and even with
+    that switched off it gives ``celery.task`` a text handler of its own. With
+    a receiver, the project's ``LOGGING`` (``logging_config()``: JSON lines
+    with the task's fields) holds in the worker as in the web processes; the
+    worker's ``--loglevel`` and ``--logfile`` then have no effect.
+    """
+
+
+def uninstall() -> None:
+    """Disconnect what :func:`install` connected (for tests)."""
+    from celery import signals
+
+    for name, receiver in _RECEIVERS:
+        getattr(signals, name).disconnect(
+            receiver, dispatch_uid=f"django_observability.tasks.{name}"
+        )
+    signals.setup_logging.disconnect(keep_django_logging, dispatch_uid=_KEEP_LOGGING_UID)
