@@ -17,10 +17,12 @@ from django_observability.logging import (
     ContextFilter,
     JsonFormatter,
 )
+from django_observability.tasks.context import enter_task, leave_task
 from tests.logging_support import (
     LOGGER,
     in_request,
     log_json,
+    log_line,
     strict_loads,
 )
 
@@ -146,3 +148,48 @@ def test_queue_handler_keeps_the_ids_of_the_logging_context(tracer):
     assert first["span"]["id"] == format(context.span_id, "016x")
     assert second["message"] == "unstamped"
     assert not {"trace", "span", "http"} & set(second)
+
+
+# The running task (tasks/context.py) ------------------------------------------
+
+
+def _site_line(formatter, task):
+    """One line from one call site, in a task (``task``: (id, name)) or not."""
+    info = None if task is None else enter_task(*task, "req-task")
+    try:
+        return strict_loads(log_line("from one site", formatter=formatter))
+    finally:
+        if info is not None:
+            leave_task(info)
+
+
+def test_a_line_in_a_task_carries_its_id_name_and_the_enqueuing_request():
+    formatter = JsonFormatter()
+    data = _site_line(formatter, ("t-1", "shop.send_mail"))
+    assert data["task"] == {"id": "t-1", "name": "shop.send_mail"}
+    assert data["http"]["request"]["id"] == "req-task"
+    # The same call site outside the task, through the same formatter's kept
+    # layouts: no task fields (and none written as null).
+    outside = _site_line(formatter, None)
+    assert "task" not in outside
+    assert "http" not in outside
+    again = _site_line(formatter, ("t-2", "shop.other"))
+    assert again["task"] == {"id": "t-2", "name": "shop.other"}
+
+
+def test_context_filter_stamps_the_task_only_in_one():
+    bare = logging.LogRecord(LOGGER, logging.INFO, __file__, 1, "m", (), None)
+    assert ContextFilter().filter(bare) is True
+    assert "task_id" not in bare.__dict__
+    assert "task_name" not in bare.__dict__
+    info = enter_task("t-9", "shop.task", "req-9")
+    try:
+        record = logging.LogRecord(LOGGER, logging.INFO, __file__, 1, "m", (), None)
+        assert ContextFilter().filter(record) is True
+    finally:
+        leave_task(info)
+    assert (record.task_id, record.task_name, record.request_id) == ("t-9", "shop.task", "req-9")
+    # Formatted after the task ended (a queue listener): the stamped fields.
+    data = strict_loads(JsonFormatter().format(record))
+    assert data["task"] == {"id": "t-9", "name": "shop.task"}
+    assert data["http"]["request"]["id"] == "req-9"
