@@ -184,3 +184,41 @@ def test_cap_shared_by_processes(tmp_path):
     assert all(late(v) == v for v in admitted)
     # Nothing but the admitted values is in the shared file.
     assert set((tmp_path / "labels_exception.txt").read_text().split()) == admitted
+
+
+# --- tasks ------------------------------------------------------------------------
+
+
+def test_task_recording():
+    registry = CollectorRegistry()
+    metrics = Metrics(registry=registry, label_cap=2)
+    metrics.count_enqueued("shop.mail")
+    metrics.task_started("shop.mail", queue_wait=0.3)
+    assert registry.get_sample_value("tasks_active", {"task": "shop.mail"}) == 1
+    metrics.task_finished("shop.mail", "success", 1.5)
+    metrics.task_started("shop.mail", queue_wait=None)  # a message without our header
+    metrics.task_finished("shop.mail", "retry", 0.1)
+    metrics.task_finished("shop.mail", "revoked", None, started=False)
+
+    def value(name, **labels):
+        return registry.get_sample_value(name, labels)
+
+    assert value("tasks_enqueued_total", task="shop.mail") == 1
+    assert value("tasks_active", task="shop.mail") == 0
+    assert value("task_queue_wait_seconds_count", task="shop.mail") == 1
+    assert value("task_queue_wait_seconds_bucket", task="shop.mail", le="0.5") == 1
+    assert value("tasks_finished_total", task="shop.mail", outcome="success") == 1
+    assert value("tasks_finished_total", task="shop.mail", outcome="retry") == 1
+    assert value("tasks_finished_total", task="shop.mail", outcome="revoked") == 1
+    assert value("task_duration_seconds_sum", task="shop.mail", outcome="success") == 1.5
+    assert value("task_duration_seconds_count", task="shop.mail", outcome="revoked") is None
+    # Tasks run up to an hour.
+    assert value("task_duration_seconds_bucket", task="shop.mail", outcome="success", le="3600.0")
+    # The outcome is a fixed set; the task label capped.
+    with pytest.raises(ValueError, match="not a task outcome"):
+        metrics.task_finished("shop.mail", "STARTED", 0.1)
+    for name in ("a", "b", "c"):
+        metrics.count_enqueued(name)
+    assert value("tasks_enqueued_total", task="a") == 1
+    assert value("tasks_enqueued_total", task="_other") == 2
+    metrics.unregister()
