@@ -25,6 +25,7 @@ class ObservabilityConfig(AppConfig):
         from django_observability.health.builtin import prime_cpu
         from django_observability.middleware import record_exception
         from django_observability.tasks import celery as tasks_celery
+        from django_observability.tasks import worker as tasks_worker
 
         got_request_exception.connect(
             record_exception, dispatch_uid="django_observability.record_exception"
@@ -39,6 +40,7 @@ class ObservabilityConfig(AppConfig):
         frameworks.install()
         tracing.setup()
         tasks_celery.install()  # Celery's signals, when Celery is installed (after tracing)
+        tasks_worker.install()  # a Celery worker's main process: /metrics, heartbeat, store
 
 
 def _setting_changed(setting: str, **kwargs: Any) -> None:

@@ -252,6 +252,42 @@ def _ratio_or_none(value: Any) -> str | None:
     return f"must be None or a number from 0 to 1, not {value!r}"
 
 
+def _listen_address_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if listen_address(value) is not None:
+        return None
+    return (
+        "must be None, a port number (1-65535, bound on 127.0.0.1) or 'address:port' "
+        f"such as '0.0.0.0:9808' or '[::]:9808', not {value!r}"
+    )
+
+
+def listen_address(value: Any) -> tuple[str, int] | None:
+    """(address, port) from ``OBSERVABILITY_WORKER_METRICS_PORT``'s value; ``None`` if invalid.
+
+    A port number binds 127.0.0.1; ``"address:port"`` binds that address
+    (an IPv6 address in brackets: ``"[::1]:9808"``).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ("127.0.0.1", value) if 0 < value < 65536 else None
+    if not isinstance(value, str):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return None  # an IPv6 address goes in brackets
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
+            return None
+    return host, int(port)
+
+
 def _model_labels(value: Any) -> str | None:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
         return "must be a list such as ['auth.User', 'shop.*']"
@@ -323,6 +359,13 @@ def _drain_file(value: Any) -> str:
         return str(value)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", conf.SERVICE_NAME)
     return os.path.join(tempfile.gettempdir(), f"django-observability-{safe}.draining")
+
+
+def _heartbeat_file(value: Any) -> str:
+    if value:
+        return str(value)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", conf.SERVICE_NAME)
+    return os.path.join(tempfile.gettempdir(), f"django-observability-{safe}.worker-heartbeat")
 
 
 def _or_empty_str(value: Any) -> Any:
@@ -470,6 +513,9 @@ class Settings:
     SECURITY_EVENTS: Setting[bool] = Setting("E052", True, _bool)
     AUDIT_LOG_USERNAMES: Setting[bool] = Setting("E053", False, _bool)
     LOG_REDACT_KEYS: Setting[Sequence[str]] = Setting("E080", (), _redact_words, _or_empty_tuple)
+    WORKER_METRICS_PORT: Setting[int | str | None] = Setting("E095", None, _listen_address_or_none)
+    WORKER_HEARTBEAT_FILE: Setting[str] = Setting("E096", None, _optional_path, _heartbeat_file)
+    WORKER_HEARTBEAT_INTERVAL: Setting[float] = Setting("E097", 10.0, _positive_number)
 
 
 conf = Settings()

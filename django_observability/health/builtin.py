@@ -24,6 +24,9 @@ from django_observability.health.base import (
     failure_output,
 )
 
+# The message broker's check has its own module; named here too, with the others.
+from django_observability.health.broker import BrokerCheck  # noqa: F401
+
 logger = logging.getLogger("django_observability.health")
 
 
