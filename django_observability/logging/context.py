@@ -131,8 +131,10 @@ def _ids_of_logged_request(state: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 class ContextFilter(logging.Filter):
-    """Stamp ``request_id``, ``trace_id``, ``span_id`` (and in a task ``task_id``,
-    ``task_name``) on each record at log time.
+    """Stamp the correlation ids on each record at log time (the task's only in a task).
+
+    ``request_id``, ``trace_id`` and ``span_id`` always; ``task_id`` and
+    ``task_name`` while a task runs.
 
     Attach it to the handler (or logger) that first sees the record. Formatting
     that happens later or elsewhere (a ``QueueHandler`` and its listener thread,
