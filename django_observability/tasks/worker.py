@@ -490,7 +490,10 @@ def install() -> None:
     global _after_import
     if _after_import is None:
         _after_import = AfterImport()
-    _after_import.add("celery", _connect)
+    # Watched: celery.signals, which every worker imports, and not the
+    # "celery" module that tasks.celery's own hook watches: two hooks waiting
+    # for one module would each ask the other to find it, without end.
+    _after_import.add("celery.signals", _connect)
 
 
 def _connect() -> None:
