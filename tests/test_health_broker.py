@@ -71,12 +71,15 @@ def test_the_url_of_an_app_given_by_its_dotted_path():
 
 
 def test_the_current_apps_url_by_default():
+    from celery import current_app
+
+    previous = current_app._get_current_object()
     app = Celery("current", broker="amqp://guest:guest@rabbit:5672//", set_as_current=False)
     app.set_current()
     try:
         assert broker_url() == "amqp://guest:guest@rabbit:5672//"
     finally:
-        test_app.set_current()
+        previous.set_current()
 
 
 def test_failover_urls_check_the_first():
