@@ -63,6 +63,7 @@ demo: venv
 	cd example_project && ../$(BIN)/python manage.py migrate --noinput
 	@echo
 	@echo "Serving the example project on http://127.0.0.1:8000 (gunicorn, 2 workers, Prometheus multiprocess mode)"
+	@echo "and running its Celery worker (prefork, 2 children, beat embedded; broker: a folder, $(DEMO_DIR)/celery/)"
 	@echo "  http://127.0.0.1:8000/                    the index (JSON, shows the worker pid and request id)"
 	@echo "  http://127.0.0.1:8000/api/v1/items/1/     a route with an int converter"
 	@echo "  http://127.0.0.1:8000/api/v1/archive/2024/ a re_path route"
@@ -70,12 +71,14 @@ demo: venv
 	@echo "  http://127.0.0.1:8000/slow/?seconds=1     a slow view"
 	@echo "  http://127.0.0.1:8000/metrics             Prometheus metrics (open to loopback)"
 	@echo "  http://127.0.0.1:8000/health/?verbose     the health report (/health/live/, /health/ready/ too)"
-	@echo "Logs: one JSON line per record on stdout (access, audit, Django, gunicorn)."
+	@echo "  curl -X POST http://127.0.0.1:8000/api/v1/reports/   enqueues a task: 202 and its id (?kind=fail, ?kind=retry)"
+	@echo "  http://127.0.0.1:$${EXAMPLE_WORKER_METRICS_PORT:-9808}/metrics             the Celery worker's metrics (tasks, queue wait)"
+	@echo "Logs: one JSON line per record on stdout (access, audit, Django, gunicorn, Celery with task.id)."
 	@echo "Tracing: off; EXAMPLE_TRACING_EXPORTER=console make demo prints spans as JSON lines too."
-	@echo "Stop with Ctrl-C."
+	@echo "Broker: EXAMPLE_CELERY_BROKER_URL=redis://127.0.0.1:6379/0 make demo uses a Redis server instead."
+	@echo "Stop with Ctrl-C (stops both)."
 	@echo
-	cd example_project && PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(DEMO_DIR)/prometheus-multiproc \
-	  ../$(BIN)/gunicorn -c gunicorn.conf.py example.wsgi
+	cd example_project && ../$(BIN)/python run_demo.py $(CURDIR)/$(DEMO_DIR)
 
 # What each stack costs against the anchors: in process, then over HTTP
 # (gunicorn on loopback, loaded by wrk; a Python client if wrk is missing).

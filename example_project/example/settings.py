@@ -79,6 +79,49 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Background work: Celery ------------------------------------------------
+# `celery -A example worker` (from example_project/) runs the tasks of
+# shop/tasks.py; example/celery.py reads every CELERY_* setting below. The
+# broker is a folder by default (Kombu's filesystem transport: no server, so
+# `make demo` needs nothing installed by hand); EXAMPLE_CELERY_BROKER_URL
+# points the web processes and the worker at a real one, e.g.
+# redis://127.0.0.1:6379/0. See docs/example-tasks.md.
+celery_dir = Path(os.environ.get("EXAMPLE_CELERY_DIR") or BASE_DIR.parent / ".demo" / "celery")
+CELERY_BROKER_URL = os.environ.get("EXAMPLE_CELERY_BROKER_URL") or "filesystem://localhost//"
+if CELERY_BROKER_URL.startswith("filesystem:"):
+    # One folder is the queue (each message a file, which the worker moves
+    # out), one keeps the messages once taken (read their headers: the request
+    # id and trace context travel there), one the exchange bindings.
+    # example/celery.py creates them when a process first publishes or a
+    # worker starts.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(celery_dir / "queue"),
+        "data_folder_out": str(celery_dir / "queue"),
+        "store_processed": True,
+        "processed_folder": str(celery_dir / "processed"),
+        "control_folder": str(celery_dir / "control"),
+        "polling_interval": 0.2,  # seconds between looks at the queue folder
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No result backend: POST /api/v1/reports/ answers with the task id, and the
+# worker's log line "Task ... succeeded" (JSON, with task.id) shows the result.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# The worker keeps settings.LOGGING (JSON lines from logging_config()) instead
+# of replacing the root logger's handlers with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery beat: one periodic task. `make demo` embeds beat in the worker
+# (`celery worker -B`), fine for one worker; in production run one
+# `celery -A example beat` of its own.
+CELERY_BEAT_SCHEDULE = {
+    "refresh-stats": {
+        "task": "shop.tasks.refresh_stats",
+        "schedule": float(os.environ.get("EXAMPLE_BEAT_SECONDS", "60")),
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(celery_dir / "beat-schedule")
+
 # --- django-observability -------------------------------------------------
 # Identity of the service (service_version appears in the build info metric).
 OBSERVABILITY_SERVICE_NAME = "example-shop"
@@ -177,3 +220,10 @@ OBSERVABILITY_AUDIT_MODELS = ["auth.User", "auth.Group"]
 OBSERVABILITY_AUTH_EVENTS = True
 OBSERVABILITY_SECURITY_EVENTS = True
 OBSERVABILITY_AUDIT_LOG_USERNAMES = False
+
+# Background work: the Celery worker's main process serves the same protected
+# /metrics on this port (127.0.0.1); its prefork children write to their own
+# PROMETHEUS_MULTIPROC_DIR, not the web servers'. EXAMPLE_WORKER_METRICS_PORT=""
+# turns it off.
+worker_metrics_port = os.environ.get("EXAMPLE_WORKER_METRICS_PORT", "9808")
+OBSERVABILITY_WORKER_METRICS_PORT = int(worker_metrics_port) if worker_metrics_port else None

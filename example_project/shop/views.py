@@ -8,8 +8,10 @@ from django.contrib.auth import authenticate, login
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from kombu.exceptions import OperationalError
 
 from django_observability.audit import record_event
+from shop import tasks
 
 logger = logging.getLogger("shop")
 
@@ -135,3 +137,29 @@ def api_create_group(request):
     group = Group.objects.create(name=request.POST.get("name") or f"group-{uuid.uuid4().hex[:8]}")
     record_event("group_created_via_api", target=group)
     return JsonResponse({"id": group.pk}, status=201)
+
+
+# What POST /api/v1/reports/?kind=... enqueues.
+REPORT_TASKS = {"report": "build_report", "fail": "fail_report", "retry": "flaky_report"}
+
+
+@csrf_exempt
+@require_POST
+def enqueue_report(request):
+    """Enqueues a report task and answers 202 with its id; the worker runs it.
+
+    ``?kind=report`` (the default) builds a report, ``fail`` a task that
+    raises, ``retry`` one retried once. CSRF-exempt like the other API views
+    here: clients are scripts with no session cookie to forge requests with
+    (an API that authenticates with cookies would keep the CSRF check).
+    """
+    kind = request.GET.get("kind", "report")
+    if kind not in REPORT_TASKS:
+        return JsonResponse({"error": f"kind must be one of {sorted(REPORT_TASKS)}"}, status=400)
+    task = getattr(tasks, REPORT_TASKS[kind])
+    try:
+        result = task.delay()
+    except OperationalError:
+        logger.exception("report not enqueued: broker unavailable")
+        return JsonResponse({"error": "broker unavailable"}, status=503)
+    return JsonResponse({"task_id": result.id, "task": task.name}, status=202)

@@ -1,0 +1,131 @@
+"""``make demo``'s launcher: the example under gunicorn and its Celery worker, stopped together.
+
+From example_project/::
+
+    python run_demo.py DEMO_DIR
+
+starts two programs with this interpreter, each in a process group of its own:
+
+* gunicorn (``gunicorn.conf.py``: 2 sync workers, Prometheus multiprocess mode
+  in ``DEMO_DIR/prometheus-multiproc``);
+* ``celery -A example worker --pool prefork --concurrency 2 --beat``: the
+  worker, with Celery beat embedded (``-B``, right for one worker; a
+  deployment runs one ``celery beat`` of its own), its prefork children
+  writing their metrics to ``DEMO_DIR/worker-multiproc``, a directory of its
+  own: the web servers' and the worker's are two deployments, each with its
+  own ``/metrics``.
+
+The broker is what the settings say: Kombu's filesystem transport in
+``DEMO_DIR/celery`` (``EXAMPLE_CELERY_DIR``) unless ``EXAMPLE_CELERY_BROKER_URL``
+names a server.
+
+Both write their JSON log lines to this launcher's standard output. Ctrl-C
+(SIGINT) or SIGTERM stops both: each gets one SIGTERM, to its own process id
+(gunicorn's graceful stop, Celery's warm shutdown: running tasks finish), and
+its whole process group is killed if it is still there after
+``STOP_TIMEOUT`` seconds. The SIGTERM goes to the main process only: Celery
+stops its pool's children itself, and a child terminated from outside while
+the pool shuts down can leave the worker waiting forever on the pool's lock.
+When either program exits on its own, the other is stopped and the launcher
+exits with status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+HERE = Path(__file__).resolve().parent
+STOP_TIMEOUT = 15.0
+POLL_INTERVAL = 0.2
+
+
+def commands(demo_dir: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Program name -> (argv, environment), for the web server and the worker."""
+    # Both find the broker's folders (the filesystem transport) and beat's
+    # schedule file in DEMO_DIR/celery unless EXAMPLE_CELERY_DIR says otherwise.
+    env = dict(os.environ)
+    env.setdefault("EXAMPLE_CELERY_DIR", str(demo_dir / "celery"))
+    web_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(demo_dir / "prometheus-multiproc"))
+    worker_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(demo_dir / "worker-multiproc"))
+    level = os.environ.get("EXAMPLE_LOG_LEVEL", "INFO")
+    python = sys.executable
+    return {
+        "gunicorn": ([python, "-m", "gunicorn", "-c", "gunicorn.conf.py", "example.wsgi"], web_env),
+        "celery worker": (
+            [
+                python, "-m", "celery", "-A", "example", "worker",
+                "--pool", "prefork", "--concurrency", "2", "--beat", "--loglevel", level,
+            ],
+            worker_env,
+        ),
+    }  # fmt: skip
+
+
+def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each process id; its process group killed after STOP_TIMEOUT s."""
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, proc in processes.items():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"run_demo: {name} did not stop in {STOP_TIMEOUT:g} s: killed", file=sys.stderr)
+            # Not reaped yet: the group id (its pid, a session of its own) is still its.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    demo_dir = Path(argv[0]).resolve()
+    # The worker's store starts empty, as gunicorn.conf.py's on_starting makes the web one.
+    shutil.rmtree(demo_dir / "worker-multiproc", ignore_errors=True)
+    (demo_dir / "worker-multiproc").mkdir(parents=True)
+
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.append(signum)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    status = 0
+    try:
+        for name, (command, env) in commands(demo_dir).items():
+            # A session of its own: the terminal's Ctrl-C reaches the launcher
+            # only, which stops each program the way it should be stopped.
+            processes[name] = subprocess.Popen(
+                command, cwd=HERE, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        while not stop_requested:
+            exited = [name for name, proc in processes.items() if proc.poll() is not None]
+            if exited:
+                name = exited[0]
+                print(
+                    f"run_demo: {name} exited with status {processes[name].returncode}; "
+                    "stopping the rest",
+                    file=sys.stderr,
+                )
+                status = 1
+                break
+            time.sleep(POLL_INTERVAL)
+    finally:
+        stop(processes)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
