@@ -6,16 +6,24 @@ each installed app's ``tasks.py`` (``shop/tasks.py``). ``example/__init__.py``
 imports it, so that ``@shared_task`` tasks use this app in the web processes
 too (they enqueue) and not only in the worker (it runs them).
 
-django-observability needs nothing here: its app connects to Celery's signals
-when Django starts (metrics, the request id and trace context carried with
-each task, log fields), in the web processes and in the worker alike.
+django-observability needs one line here, :func:`configure` (the worker's
+multiprocess directory, see docs/workers.md); its app connects to Celery's
+signals when Django starts (metrics, the request id and trace context carried
+with each task, log fields), in the web processes and in the worker alike.
 """
 
 import os
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, signals
+from django_observability.tasks.worker import configure
+
+# First, before anything imports prometheus_client: a worker started without
+# PROMETHEUS_MULTIPROC_DIR (`celery -A example worker` by hand) gets a private
+# one for its prefork children; elsewhere (web processes) this does nothing.
+configure()
+
+from celery import Celery, signals  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
 

@@ -176,6 +176,10 @@ OBSERVABILITY_HEALTH_CHECKS = {
     "metrics_store": "django_observability.health.builtin.MetricsStoreCheck",
     "storage": "django_observability.health.builtin.StorageCheck",
     "inventory": ("shop.health.inventory_service", {"timeout": 0.3}),
+    # Celery's broker (the app's broker_url), one connection attempt. In the
+    # full report only: most requests do not enqueue, so a broker outage
+    # should not take the web processes out of rotation.
+    "broker": "django_observability.health.broker.BrokerCheck",
 }
 OBSERVABILITY_HEALTH_READINESS_CHECKS = ["database", "cache", "migrations"]
 OBSERVABILITY_HEALTH_TIMEOUT = 0.5  # seconds, per check
@@ -227,3 +231,6 @@ OBSERVABILITY_AUDIT_LOG_USERNAMES = False
 # turns it off.
 worker_metrics_port = os.environ.get("EXAMPLE_WORKER_METRICS_PORT", "9808")
 OBSERVABILITY_WORKER_METRICS_PORT = int(worker_metrics_port) if worker_metrics_port else None
+# The file the worker's main process refreshes and `manage.py
+# observability_worker_alive` reads (a container's liveness probe).
+OBSERVABILITY_WORKER_HEARTBEAT_FILE = str(celery_dir / "worker-heartbeat")
