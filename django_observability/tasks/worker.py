@@ -362,7 +362,6 @@ class Heartbeat:
 
 _server: MetricsServer | None = None
 _heartbeat: Heartbeat | None = None
-_after_import: Any = None
 
 
 def worker_init(sender: Any = None, **kwargs: Any) -> None:
@@ -484,16 +483,9 @@ def install() -> None:
 
         if importlib.util.find_spec("celery") is None:
             return
-    # Imported here: this module is imported before prometheus_client (configure()).
-    from django_observability.frameworks import AfterImport
+    from django_observability.imports import after_import
 
-    global _after_import
-    if _after_import is None:
-        _after_import = AfterImport()
-    # Watched: celery.signals, which every worker imports, and not the
-    # "celery" module that tasks.celery's own hook watches: two hooks waiting
-    # for one module would each ask the other to find it, without end.
-    _after_import.add("celery.signals", _connect)
+    after_import("celery", _connect)
 
 
 def _connect() -> None:
