@@ -31,19 +31,17 @@ as ``auth_events_total{event="login_failed"}`` already.
 the wrapper calls the original unchanged and hands back its response or
 exception as they are. A framework already imported is wrapped at once; one
 installed but not imported yet is wrapped right after the project first
-imports it (its URLconf, usually), through a post-import hook
-(:class:`AfterImport`): importing DRF, or ninja and pydantic, in ``ready()``
-would add the better part of a second to every ``manage.py`` command of a
-project that has them installed.
+imports it (its URLconf, usually), through the app's post-import hook
+(:func:`~django_observability.imports.after_import`): importing DRF, or ninja
+and pydantic, in ``ready()`` would add the better part of a second to every
+``manage.py`` command of a project that has them installed.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import importlib.util
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -51,8 +49,9 @@ from django.core.exceptions import PermissionDenied
 
 from django_observability.audit import record_security_event
 from django_observability.faults import fault
+from django_observability.imports import after_import
 
-__all__ = ["AfterImport", "drf_refusal", "install", "ninja_refusal"]
+__all__ = ["drf_refusal", "install", "ninja_refusal"]
 
 # Marks our wrapper, so that installing twice wraps once.
 _WRAPPED = "_observability_wrapped"
@@ -139,72 +138,6 @@ def _install_ninja() -> None:
     NinjaAPI.on_exception = on_exception  # type: ignore[method-assign]
 
 
-class AfterImport(importlib.abc.MetaPathFinder):
-    """A post-import hook: runs a callback right after a module is first imported.
-
-    Sits first in ``sys.meta_path`` while it waits for a module, finds no module
-    itself (every other name costs one dict lookup), and for a module it waits
-    for asks the other finders, then wraps the found loader's ``exec_module``
-    so that the callback runs once the module is executed. It leaves
-    ``sys.meta_path`` when nothing is left to wait for.
-    """
-
-    def __init__(self) -> None:
-        self._callbacks: dict[str, Callable[[], None]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, module: str, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once ``module`` is imported (now, if it already is)."""
-        with self._lock:
-            if module not in sys.modules:
-                self._callbacks[module] = callback
-                if self not in sys.meta_path:
-                    sys.meta_path.insert(0, self)
-                return
-        callback()
-
-    def waiting(self) -> frozenset[str]:
-        """The modules whose import is still awaited."""
-        return frozenset(self._callbacks)
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname not in self._callbacks:
-            return None
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            find_spec = getattr(finder, "find_spec", None)
-            spec = None if find_spec is None else find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        loader = spec.loader
-        original = getattr(loader, "exec_module", None)
-        if original is None:
-            return spec
-
-        def exec_module(module: Any) -> None:
-            original(module)  # its exceptions are the importer's, as they are
-            self._imported(fullname)
-
-        try:
-            loader.exec_module = exec_module
-        except Exception:
-            fault("framework refusals (import hook)")
-        return spec
-
-    def _imported(self, fullname: str) -> None:
-        with self._lock:
-            callback = self._callbacks.pop(fullname, None)
-            if not self._callbacks and self in sys.meta_path:
-                sys.meta_path.remove(self)
-        if callback is not None:
-            callback()
-
-
-_after_import = AfterImport()
-
 # The module that defines each framework's class, and what wraps it.
 _TARGETS: tuple[tuple[str, Callable[[], None]], ...] = (
     ("rest_framework.views", _install_drf),
@@ -232,4 +165,4 @@ def install() -> None:
         package = module.partition(".")[0]
         if package not in sys.modules and importlib.util.find_spec(package) is None:
             continue  # not installed
-        _after_import.add(module, _installer(module, install_one))
+        after_import(module, _installer(module, install_one))

@@ -230,27 +230,6 @@ def test_switched_off_with_security_events(http, token, samples):
 # --- installing without importing the frameworks -------------------------------------
 
 
-def test_after_import_runs_the_callback_once_the_module_is_imported(tmp_path, monkeypatch):
-    from django_observability.frameworks import AfterImport
-
-    (tmp_path / "observability_hook_probe.py").write_text("VALUE = 1\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "observability_hook_probe", raising=False)
-    name = "observability_hook_probe"
-    calls = []
-    hook = AfterImport()
-    hook.add(name, lambda: calls.append(sys.modules[name].VALUE))
-    assert hook in sys.meta_path
-    assert calls == []
-    import observability_hook_probe  # noqa: F401
-
-    assert calls == [1]  # after the module ran
-    assert hook not in sys.meta_path
-    assert hook.waiting() == frozenset()
-    hook.add(name, lambda: calls.append("again"))  # already imported: at once
-    assert calls == [1, "again"]
-
-
 def test_ready_does_not_import_the_frameworks_and_wraps_them_when_imported():
     # A project with DRF and ninja installed pays for neither until it imports them.
     code = textwrap.dedent(

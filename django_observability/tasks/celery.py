@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from django_observability.faults import fault
-from django_observability.frameworks import AfterImport
+from django_observability.imports import after_import
 from django_observability.metrics import get_metrics
 from django_observability.tasks.context import (
     ENQUEUED_AT_HEADER,
@@ -64,7 +64,6 @@ OUTCOMES = {
 _MAIN_PROCESS_FAILURES = ("TimeLimitExceeded", "WorkerLostError")
 
 _perf_counter = time.perf_counter
-_after_import = AfterImport()
 
 
 def header(request: Any, name: str) -> Any:
@@ -203,13 +202,13 @@ def install() -> None:
 
     Celery already imported (a worker; a project whose package imports its
     Celery app) is wired at once; Celery installed but not imported yet is
-    wired right after its first import, through the post-import hook of
-    ``frameworks``: importing ``celery.signals`` costs about 0.2 s, which
+    wired right after its first import, through the app's post-import hook
+    (``imports.after_import``): importing ``celery.signals`` costs about 0.2 s, which
     ``manage.py`` commands of a project that never uses it should not pay.
     """
     if "celery" not in sys.modules and importlib.util.find_spec("celery") is None:
         return
-    _after_import.add("celery", _connect)
+    after_import("celery", _connect)
 
 
 def _connect() -> None:
