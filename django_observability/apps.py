@@ -19,6 +19,7 @@ class ObservabilityConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             db,
             frameworks,
+            jobs,
             metrics_store,
             tracing,
         )
@@ -41,6 +42,7 @@ class ObservabilityConfig(AppConfig):
         tracing.setup()
         tasks_celery.install()  # Celery's signals, when Celery is installed (after tracing)
         tasks_worker.install()  # a Celery worker's main process: /metrics, heartbeat, store
+        jobs.install()  # declared commands' and Celery beat entries' runs (jobs.py)
 
 
 def _setting_changed(setting: str, **kwargs: Any) -> None:

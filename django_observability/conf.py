@@ -252,6 +252,32 @@ def _ratio_or_none(value: Any) -> str | None:
     return f"must be None or a number from 0 to 1, not {value!r}"
 
 
+def _pushgateway_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        return None
+    return f"must be None or a URL such as 'http://pushgateway:9091', not {value!r}"
+
+
+# The keys one job's declaration may have in OBSERVABILITY_JOBS.
+JOB_KEYS = frozenset({"interval"})
+
+
+def _jobs(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return f"must be a dict of job name -> {{'interval': seconds}}, not {value!r}"
+    for name, spec in value.items():
+        if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\n" in name:
+            return f"has a job name {name!r} that is not a non-empty one-line string"
+        if not isinstance(spec, dict) or set(spec) - JOB_KEYS or "interval" not in spec:
+            return f"[{name!r}] must be a dict with the key 'interval' only, not {spec!r}"
+        interval = spec["interval"]
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+            return f"[{name!r}]['interval'] must be a positive number of seconds, not {interval!r}"
+    return None
+
+
 def _listen_address_or_none(value: Any) -> str | None:
     if value is None:
         return None
@@ -370,6 +396,10 @@ def _heartbeat_file(value: Any) -> str:
 
 def _or_empty_str(value: Any) -> Any:
     return value or ""
+
+
+def _or_empty_dict(value: Any) -> Any:
+    return value or {}
 
 
 def _or_none(value: Any) -> Any:
@@ -516,6 +546,9 @@ class Settings:
     WORKER_METRICS_PORT: Setting[int | str | None] = Setting("E095", None, _listen_address_or_none)
     WORKER_HEARTBEAT_FILE: Setting[str] = Setting("E096", None, _optional_path, _heartbeat_file)
     WORKER_HEARTBEAT_INTERVAL: Setting[float] = Setting("E097", 10.0, _positive_number)
+    JOBS: Setting[dict[str, dict[str, float]]] = Setting("E100", {}, _jobs, _or_empty_dict)
+    PUSHGATEWAY_URL: Setting[str | None] = Setting("E101", None, _pushgateway_url)
+    PUSHGATEWAY_TIMEOUT: Setting[float] = Setting("E102", 2.0, _positive_number)
 
 
 conf = Settings()

@@ -403,6 +403,26 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         ("task",),
         multiprocess_mode="livesum",
     ),
+    # Scheduled jobs (Celery beat entries, management commands; jobs.py): "max"
+    # keeps what exited processes recorded, a success is still a success.
+    Instrument(
+        "job_last_success",
+        Gauge,
+        "job_last_success_timestamp_seconds",
+        "When a scheduled job (Celery beat entry, management command) last succeeded, "
+        "as Unix time.",
+        ("job",),
+        multiprocess_mode="max",
+    ),
+    Instrument(
+        "job_expected_interval",
+        Gauge,
+        "job_expected_interval_seconds",
+        "How often a scheduled job is expected to succeed (its schedule's interval).",
+        ("job",),
+        unit="seconds",
+        multiprocess_mode="max",
+    ),
 )
 
 # Made on the first readiness evaluation, not with the others: a label-less
@@ -426,6 +446,7 @@ CAPPED_LABELS: dict[str, str] = {
     "audit_target_label": "audit_target",
     "security_type_label": "security_type",
     "task_label": "task",
+    "job_label": "job",
 }
 
 

@@ -1,0 +1,1 @@
+"""Management commands for tests/test_jobs.py, named by their modules as Django names them."""
