@@ -23,7 +23,8 @@ Both write their JSON log lines to this launcher's standard output. Ctrl-C
 (SIGINT) or SIGTERM stops both: each gets one SIGTERM, to its own process id
 (gunicorn's graceful stop, Celery's warm shutdown: running tasks finish), and
 its whole process group is killed if it is still there after
-``STOP_TIMEOUT`` seconds. The SIGTERM goes to the main process only: Celery
+``STOP_TIMEOUT`` seconds; what is left of a group whose main process has gone
+gets SIGTERM. The first SIGTERM goes to the main process only: Celery
 stops its pool's children itself, and a child terminated from outside while
 the pool shuts down can leave the worker waiting forever on the pool's lock.
 When either program exits on its own, the other is stopped and the launcher
@@ -32,6 +33,7 @@ exits with status 1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -69,7 +71,13 @@ def commands(demo_dir: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to each process id; its process group killed after STOP_TIMEOUT s."""
+    """SIGTERM to each process id; its process group killed after STOP_TIMEOUT s.
+
+    Once a program's main process has exited, what it started and left
+    behind (its main process was killed, say: gunicorn's workers would wait
+    up to half their timeout to notice) gets SIGTERM through the group id,
+    which stays the program's while any of its processes is alive.
+    """
     for proc in processes.values():
         if proc.poll() is None:
             proc.terminate()
@@ -79,9 +87,10 @@ def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f"run_demo: {name} did not stop in {STOP_TIMEOUT:g} s: killed", file=sys.stderr)
-            # Not reaped yet: the group id (its pid, a session of its own) is still its.
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # none left: ProcessLookupError
 
 
 def main(argv: list[str]) -> int:
