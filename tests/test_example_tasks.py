@@ -3,8 +3,9 @@
 * The view, in a process of the example project's own (its settings, its
   Celery app, Kombu's filesystem broker in a temporary folder): each kind
   answers 202 with a task id, and the message file the broker holds names
-  that task and that id; a wrong kind or method publishes nothing. A web
-  process that does not enqueue creates no broker folder.
+  that task and that id; a wrong kind or method publishes nothing; a broker
+  that refuses connections (Redis on a port nobody listens on) makes it
+  answer 503. A web process that does not enqueue creates no broker folder.
 * The tasks, run by Celery's ``apply()`` in this process (tests/settings.py's
   database): the report's summary comes from the database, the failing task
   fails, the flaky one is retried after its first run only (the worker's
@@ -19,6 +20,7 @@ import base64
 import json
 import os
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -67,12 +69,14 @@ def example_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def send(tmp_path: Path, *requests: tuple[str, str]) -> list[dict[str, Any]]:
+def send(
+    tmp_path: Path, *requests: tuple[str, str], env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Send ``(method, path)`` requests to the example project; their answers."""
     proc = subprocess.run(
         [sys.executable, "-c", _CLIENT_SCRIPT, json.dumps(requests)],
         cwd=EXAMPLE_DIR,
-        env=example_env(tmp_path),
+        env={**example_env(tmp_path), **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -134,6 +138,18 @@ def test_a_wrong_kind_or_method_publishes_nothing(tmp_path):
     assert [a["status"] for a in answers] == [400, 405]
     assert "kind must be one of" in json.loads(answers[0]["body"])["error"]
     assert queued(tmp_path) == []
+
+
+def test_a_broker_that_refuses_connections_makes_it_answer_503(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        url = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+        answers = send(
+            tmp_path, ("POST", "/api/v1/reports/"), env={"EXAMPLE_CELERY_BROKER_URL": url}
+        )
+
+    assert answers[0]["status"] == 503
+    assert json.loads(answers[0]["body"]) == {"error": "broker unavailable"}
 
 
 def test_a_process_that_does_not_enqueue_makes_no_broker_folder(tmp_path):
