@@ -139,15 +139,20 @@ def test_runs_are_counted_through_child_restarts(worker: CeleryWorker, redis: Re
     }
     # One task per child: every child of the start was replaced, several times over.
     assert not before & worker.child_pids()
+    store = next(worker.tmp.glob("django-observability-worker-*"))
+
+    seen: list[tuple[set[int], set[int]]] = []
 
     def only_live_series() -> bool:
         # The children that exited (and were reaped) leave no live series behind.
         live = {worker.proc.pid} | worker.child_pids()
         pids = {int(pid) for (pid,) in by_labels(scrape(worker), "django_process_threads", "pid")}
-        return worker.proc.pid in pids and pids <= live | worker.child_pids()
+        seen.append((pids, live | worker.child_pids()))
+        return worker.proc.pid in pids and pids <= seen[-1][1]
 
-    assert wait_for(only_live_series, deadline=10.0)
-    store = next(worker.tmp.glob("django-observability-worker-*"))
+    # Failed before the fork guard: a child forked during a scrape kept the
+    # store's lock, and no compaction could run until it exited.
+    assert wait_for(only_live_series, deadline=10.0), (seen[-1], sorted(os.listdir(store)))
     assert (store / "counter_archive.db").exists()
 
 

@@ -371,3 +371,39 @@ def test_invalid_settings_are_system_check_errors(setting, value, check_id):
     with override_settings(**{setting: value}):
         ids = {message.id for message in run_checks()}
     assert f"django_observability.{check_id}" in ids
+
+
+def test_a_fork_waits_while_a_thread_uses_the_store(tmp_path):
+    """A child forked during a scrape would inherit the store's lock for its whole life."""
+    import threading
+
+    worker.fork_guard.register()
+    forked = threading.Event()
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forked.set()
+        os.waitpid(pid, 0)
+
+    with worker.fork_guard:
+        thread = threading.Thread(target=fork)
+        thread.start()
+        assert not forked.wait(0.3)  # held while the guard is
+    assert forked.wait(5)
+    thread.join(5)
+    # The child got a lock of its own, free: it can fork in turn.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            grandchild = os.fork()
+            if grandchild == 0:
+                os._exit(0)
+            os.waitpid(grandchild, 0)
+            os.write(write, b"ok")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 2) == b"ok"

@@ -83,6 +83,44 @@ _ENVIRON = "PROMETHEUS_MULTIPROC_DIR"
 _private_dir: tuple[str, int] | None = None
 
 
+class _ForkGuard:
+    """Keeps the pool from forking while a thread of the main process holds the store's lock.
+
+    The store's lock is an ``flock`` on an open file; a child forked while a
+    scrape or a compaction of the main process holds it inherits the open
+    file, and with it the lock, for as long as the child lives: every later
+    compaction would find the store busy. The main process's threads take
+    this guard around their use of the store, and a fork waits for it
+    (``os.register_at_fork``). A scrape takes milliseconds.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._registered = False
+
+    def register(self) -> None:
+        if not self._registered:
+            self._registered = True
+            # self.lock looked up at each fork: a child has a lock of its own.
+            os.register_at_fork(
+                before=lambda: self.lock.acquire(),
+                after_in_parent=lambda: self.lock.release(),
+                after_in_child=self._reset,
+            )
+
+    def _reset(self) -> None:
+        self.lock = threading.Lock()  # the child has none of the parent's threads
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+fork_guard = _ForkGuard()
+
+
 # --- the multiprocess directory ----------------------------------------------------------
 
 
@@ -180,7 +218,8 @@ def metrics_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
         start_response("405 Method Not Allowed", [*text, ("Allow", "GET, HEAD")])
         return [b"method not allowed\n"]
     try:
-        response = answer_scrape(WSGIRequest(environ))
+        with fork_guard:
+            response = answer_scrape(WSGIRequest(environ))
     except Exception:
         fault("tasks.worker.metrics")
         start_response("500 Internal Server Error", text)
@@ -345,7 +384,8 @@ class Heartbeat:
                 # The pool's children that exited: live gauges dropped, totals
                 # archived (a scrape does it too; this keeps an unscraped
                 # worker's directory small).
-                metrics_store.compact_dead(path, only_if_pid_named=True)
+                with fork_guard:
+                    metrics_store.compact_dead(path, only_if_pid_named=True)
         except metrics_store.StoreBusy:
             pass  # a scrape holds the store: the next tick compacts
         except Exception:
@@ -398,6 +438,7 @@ def worker_ready(sender: Any = None, **kwargs: Any) -> None:
     from django_observability.conf import listen_address, valid_or_default
     from django_observability.metrics import get_metrics
 
+    fork_guard.register()  # before the threads that use the store start
     try:
         # The main process's own series (build info) exist from now on, and
         # its files name it by pid, which compaction looks for.
