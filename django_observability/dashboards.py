@@ -1,4 +1,4 @@
-"""The four Grafana dashboards, as Grafana's JSON (default, empty metrics namespace).
+"""The five Grafana dashboards, as Grafana's JSON (default, empty metrics namespace).
 
 Every panel uses the same datasource variable, the same label selectors and
 ``$__rate_interval``. ``manage.py observability_assets`` writes them with the
@@ -335,7 +335,7 @@ def quantile(q: str, metric: str, by: str, sel: str) -> str:
     return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{sel}}}{RATE})))"
 
 
-# --- the four dashboards -----------------------------------------------------------
+# --- the five dashboards -----------------------------------------------------------
 
 
 def overview(latency_threshold: str = DEFAULT_LATENCY_THRESHOLD) -> dict[str, Any]:
@@ -959,6 +959,143 @@ def process_db() -> dict[str, Any]:
     )
 
 
+# Background tasks: narrowed by the task variable too.
+TASK_SEL = SEL + ', task=~"$task"'
+# Thresholds of the task and job alerts (assets/prometheus/rules/alerts.yml).
+TASK_FAILURE_RATIO = 0.1
+TASK_QUEUE_WAIT_SECONDS = 60
+JOB_LATE_INTERVALS = 1.5
+
+
+def task_var() -> dict[str, Any]:
+    return query_var(
+        "task",
+        "Task",
+        'label_values(tasks_finished_total{job="$job"}, task)',
+        multi=True,
+        description="Registered task names (`shop.tasks.send_report`); `_other` past the cap.",
+    )
+
+
+def scheduled(metric: str) -> str:
+    """A scheduled job's gauge, one series per job named in ``job``.
+
+    Not narrowed by the dashboard's job: the series come from the Pushgateway
+    (``job`` is the scheduled job's name) or from a worker (the scheduled job's
+    name in ``exported_job``, as the recording rules of ``django-jobs`` read it).
+    """
+    return f'max by (job) (label_replace({metric}{{}}, "job", "$1", "exported_job", "(.+)"))'
+
+
+def tasks() -> dict[str, Any]:
+    finished = "tasks_finished_total"
+    last_success = scheduled("job_last_success_timestamp_seconds")
+    interval = scheduled("job_expected_interval_seconds")
+    panels = [
+        row("Throughput and failures"),
+        panel(
+            "timeseries",
+            "Task runs by outcome",
+            "how many task runs end each second, and how?",
+            [target(f"sum by (outcome) (rate({finished}{{{TASK_SEL}}}{RATE}))", "{{outcome}}")],
+            w=12,
+            unit="ops",
+            extra_description="A retry is a run that asked to run again (a new message); "
+            "revoked runs were revoked, expired or terminated.",
+        ),
+        panel(
+            "timeseries",
+            "Failure ratio by task",
+            "which tasks fail, and how often?",
+            [
+                target(
+                    f'sum by (task) (rate({finished}{{{TASK_SEL}, outcome="failure"}}{RATE}))'
+                    f" / sum by (task) (rate({finished}{{{TASK_SEL}}}{RATE}))",
+                    "{{task}}",
+                )
+            ],
+            w=12,
+            unit="percentunit",
+            alert_line=TASK_FAILURE_RATIO,
+            extra_description="Failed runs over all runs of each task. Alert "
+            "DjangoTaskFailureRatio (above 10% for 10 minutes) points here.",
+        ),
+        panel(
+            "timeseries",
+            "Enqueued by task",
+            "how many tasks are sent each second, by task?",
+            [target(f"sum by (task) (rate(tasks_enqueued_total{{{TASK_SEL}}}{RATE}))", "{{task}}")],
+            w=12,
+            unit="ops",
+            extra_description="Counted by the process that sent them (web workers, and the "
+            "worker for retries) when it scrapes under the same job.",
+        ),
+        panel(
+            "timeseries",
+            "Running now by task",
+            "how many tasks are running right now, by task?",
+            [target(f"sum by (task) (tasks_active{{{TASK_SEL}}})", "{{task}}")],
+            w=12,
+        ),
+        row("Time"),
+        panel(
+            "timeseries",
+            "Queue wait p95 by task",
+            "how long do tasks wait in their queue before a worker starts them?",
+            [quantile_target("0.95", "task_queue_wait_seconds", "task", TASK_SEL, "{{task}}")],
+            w=12,
+            unit="s",
+            alert_line=TASK_QUEUE_WAIT_SECONDS,
+            extra_description="From enqueueing (or the time a countdown or ETA made it due) "
+            "to its start. Alert DjangoTaskQueueWait (above 60 s for 10 minutes) points here.",
+        ),
+        panel(
+            "timeseries",
+            "Run time p95 by task",
+            "how long do task runs take, by task?",
+            [quantile_target("0.95", "task_duration_seconds", "task", TASK_SEL, "{{task}}")],
+            w=12,
+            unit="s",
+        ),
+        row("Scheduled jobs"),
+        panel(
+            "bargauge",
+            "Time since last success",
+            "when did each scheduled job last succeed?",
+            [target(f"time() - {last_success}", "{{job}}", instant=True)],
+            w=12,
+            unit="s",
+            options={
+                "orientation": "horizontal",
+                "displayMode": "gradient",
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                "showUnfilled": True,
+            },
+            extra_description="Celery beat entries and management commands declared in "
+            "OBSERVABILITY_JOBS, by name; every job of every service (the Pushgateway's "
+            "and the workers').",
+        ),
+        panel(
+            "timeseries",
+            "Lateness by job",
+            "is a scheduled job late, in intervals since its last success?",
+            [target(f"(time() - {last_success}) / {interval}", "{{job}}")],
+            w=12,
+            alert_line=JOB_LATE_INTERVALS,
+            extra_description="Time since the last success over the job's expected interval: "
+            "below 1 it is on schedule; alert DjangoJobMissed fires past 1.5 (for 5 minutes).",
+        ),
+    ]
+    return dashboard(
+        "django-tasks",
+        "Django tasks",
+        "Celery task throughput, failures, queue wait and run time, and the last success of "
+        "each scheduled job (django-observability).",
+        [job_var(), instance_var(), task_var()],
+        panels,
+    )
+
+
 def quantile_target(q: str, metric: str, by: str, sel: str, legend: str) -> dict[str, Any]:
     return target(quantile(q, metric, by, sel), legend)
 
@@ -974,6 +1111,7 @@ def render(latency_threshold: str = DEFAULT_LATENCY_THRESHOLD) -> dict[str, str]
         "django-health.json": health(),
         "django-auth-security.json": auth_security(),
         "django-process-db.json": process_db(),
+        "django-tasks.json": tasks(),
     }
     return {
         name: json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"

@@ -75,6 +75,11 @@ BUILTINS = {
 }
 
 REQUEST_DURATION = "http_server_request_duration_seconds"
+SCHEDULED_JOB_METRIC = "job_last_success_timestamp_seconds"
+# Dashboards whose series the stack below (the example under gunicorn, no Celery worker, no
+# Pushgateway) does not have: their queries must parse, data is not expected.
+# tests/test_peers_jobs.py runs the scheduled-job panels against a Prometheus with data.
+WITHOUT_DATA_HERE = {"django-tasks.json"}
 ARCHIVE = "/api/v1/archive/(?P<year>[0-9]{4})/"
 ITEM = "/api/v1/items/<int:pk>/"
 
@@ -152,7 +157,8 @@ def variable_values(variables: Iterable[dict[str, Any]], **chosen: str) -> dict[
     return values
 
 
-_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
+# Grafana leaves what names no variable as it is: "$1" in label_replace() stays.
+_VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$([A-Za-z_]\w*)")
 
 
 def substitute(expr: str, values: dict[str, str]) -> str:
@@ -162,7 +168,7 @@ def substitute(expr: str, values: dict[str, str]) -> str:
         return values[name]
 
     out = _VARIABLE.sub(one, expr)
-    assert "$" not in out, out
+    assert not re.search(r"\$(?!\d)", out), out
     return out
 
 
@@ -234,6 +240,7 @@ def test_dashboard_structure():
         "django-health.json",
         "django-auth-security.json",
         "django-process-db.json",
+        "django-tasks.json",
     }
     uids = [d["uid"] for d in dashboards.values()]
     assert len(set(uids)) == len(uids)
@@ -277,7 +284,8 @@ def test_dashboard_structure():
             for tgt in panel["targets"]:
                 assert tgt["datasource"] == panel["datasource"], where
                 expr = tgt["expr"]
-                assert 'job="$job"' in expr, where
+                # A scheduled job's gauges carry the job's own name in `job`: every job shows.
+                assert 'job="$job"' in expr or SCHEDULED_JOB_METRIC in expr, where
                 # Rates over Grafana's interval, never a fixed window.
                 windows = re.findall(r"\[([^\]]+)\]", expr)
                 assert all(w in ("$__rate_interval", "$__range") for w in windows), (where, expr)
@@ -508,6 +516,8 @@ def test_panel_query_returns_data(stack: Stack, query: Query):
     status, payload = prometheus_get(stack.prometheus.url, "/api/v1/query", {"query": expr})
     assert status == 200, f"{query.id}: Prometheus refused {expr!r}: {payload}"
     assert payload["status"] == "success", payload
+    if query.dashboard in WITHOUT_DATA_HERE:
+        return
     result = payload["data"]["result"]
     assert result, f"{query.id}: no data for {expr}"
     assert _has_number(result), f"{query.id}: only NaN for {expr}: {result}"

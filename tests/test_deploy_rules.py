@@ -63,8 +63,10 @@ RUNBOOK_BASE = "https://github.com/your-org/django-observability/blob/main/docs/
 SEVERITIES = {"page", "ticket", "warning"}
 # Series Prometheus makes itself; every other metric must come from the app.
 PROMETHEUS_OWN = {"up"}
-# Labels Prometheus attaches to every scraped series.
-TARGET_LABELS = {"job", "instance"}
+# Labels Prometheus attaches to every scraped series; `exported_job` is where it keeps a
+# series' own `job` label (job_last_success_timestamp_seconds from a worker's /metrics)
+# when the scrape job's name takes its place (honor_labels off).
+TARGET_LABELS = {"job", "instance", "exported_job"}
 PROMTOOL_TIMEOUT = 300
 # The method label's values (docs/metrics.md: label rules).
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "_OTHER"}
