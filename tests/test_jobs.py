@@ -28,7 +28,7 @@ from django.test import override_settings
 
 from django_observability import jobs
 from tests import peers
-from tests.job_commands import failing_report, nightly_report
+from tests.job_app.management.commands import failing_report, nightly_report
 from tests.peers import Server, executable, free_port, http
 
 app = Celery("jobs-unit", broker="memory://", backend="cache+memory://", set_as_current=False)

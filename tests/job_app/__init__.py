@@ -1,0 +1,1 @@
+"""Management commands run as scheduled jobs (tests/test_jobs.py, tests/test_peers_jobs.py)."""

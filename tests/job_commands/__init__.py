@@ -1,1 +1,0 @@
-"""Management commands for tests/test_jobs.py, named by their modules as Django names them."""
