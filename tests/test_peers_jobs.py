@@ -29,7 +29,7 @@ import yaml
 from django.test import override_settings
 
 from django_observability import dashboards, jobs
-from tests.peers import REPO, Server, executable, free_port, prometheus_query, wait_for
+from tests.peers import REPO, Server, executable, free_port, http, prometheus_query, wait_for
 from tests.test_jobs import start_pushgateway
 
 pytestmark = pytest.mark.peers
@@ -189,3 +189,60 @@ def test_the_dashboards_scheduled_job_panels_show_every_job(stack: Stack):
     )
     assert lateness["stale_report"] > 1.5
     assert lateness["nightly_report"] < 0.01
+
+
+# --- Celery beat: a real beat and a real prefork worker --------------------------------
+
+
+def test_beat_entries_run_by_a_real_worker_are_pushed_under_their_names(
+    stack: Stack, tmp_path: Path
+):
+    """``celery beat`` sends two entries every second to a private Redis; the worker that
+    runs them pushes the success of one and the interval of both, under the entries' names."""
+    from tests.peers_celery import CeleryWorker, celery_app_env, running_redis, running_worker
+
+    with running_redis(tmp_path / "redis") as redis:
+        env = celery_app_env(
+            redis.url,
+            tmp_path / "db.sqlite3",
+            DJANGO_SETTINGS_MODULE="tests.settings_jobs_celery",
+            JOBS_PUSHGATEWAY_URL=stack.pushgateway.url,
+        )
+        worker = CeleryWorker("tests.celery_app.app:app", tmp_path, env)
+        beat = Server(
+            name="celery-beat",
+            argv=[
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.celery_app.app:app",
+                "beat",
+                f"--schedule={tmp_path / 'beat-schedule'}",
+                "--pidfile=",
+            ],
+            cwd=REPO,
+            env=env,
+            log_path=tmp_path / "beat.log",
+            url="",
+        )
+        with running_worker(worker):
+            beat.start()
+            try:
+
+                def pushed() -> bool:
+                    text = http(stack.pushgateway.url + "/metrics").body.decode()
+                    return (
+                        'job_last_success_timestamp_seconds{instance="",job="ok-every-second"}'
+                        in text
+                        and 'job_expected_interval_seconds{instance="",job="failing-every-second"}'
+                        in text
+                    )
+
+                assert wait_for(pushed, 30), beat.log_tail() + worker.log_tail()
+            finally:
+                beat.stop()
+    text = http(stack.pushgateway.url + "/metrics").body.decode()
+    assert 'job_expected_interval_seconds{instance="",job="ok-every-second"} 1' in text
+    # The failing entry never succeeded: no last success, so DjangoJobMissed would fire.
+    assert 'job_last_success_timestamp_seconds{instance="",job="failing-every-second"}' not in text
