@@ -183,7 +183,10 @@ def record_run(
         except Exception:
             fault("jobs.record")
     if succeeded or interval is not None:
-        push(job, when if succeeded else None, interval)
+        try:
+            push(job, when if succeeded else None, interval)
+        except Exception:
+            fault("jobs.push")
 
 
 class _JobSamples:

@@ -285,7 +285,8 @@ def test_a_declared_commands_success_is_pushed_with_its_interval(pushgateway):
 def test_a_failure_pushes_the_interval_and_keeps_the_last_success(pushgateway):
     settings = {"OBSERVABILITY_JOBS": JOBS, "OBSERVABILITY_PUSHGATEWAY_URL": pushgateway.url}
     with override_settings(**settings):
-        assert jobs.push("failing_report", 1000.0, 3600.0)
+        assert jobs.push("failing_report", 1000.0, None)
+        assert gateway_value(pushgateway, "job_expected_interval_seconds", "failing_report") is None
         with pytest.raises(CommandError):
             call_command(failing_report.Command())
     assert (

@@ -11,7 +11,9 @@ that never succeeded and the stale one, and not the one that just ran. The
 alert's ``for`` and its firing and silent cases, in simulated time, are the
 promtool unit tests of ``assets/prometheus/tests/tasks_test.yml``
 (``tests/test_deploy_rules.py`` runs them). The tasks dashboard's
-scheduled-job panels run against this Prometheus too, with data.
+scheduled-job panels run against this Prometheus too, with data. Last, a real
+``celery beat`` and a real prefork worker on a private Redis: the entries' runs
+are pushed under the entries' names.
 """
 
 from __future__ import annotations
