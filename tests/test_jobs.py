@@ -37,6 +37,8 @@ app.conf.beat_schedule = {
     "cleanup-every-10-minutes": {"task": "jobs.cleanup", "schedule": 600.0},
     "sync-eu": {"task": "jobs.sync", "schedule": timedelta(hours=1), "args": ("eu",)},
     "sync-us": {"task": "jobs.sync", "schedule": schedule(timedelta(hours=2)), "args": ("us",)},
+    "twice-a": {"task": "jobs.twice", "schedule": 60.0},
+    "twice-b": {"task": "jobs.twice", "schedule": 60.0},
 }
 
 
@@ -172,6 +174,8 @@ def test_beat_job_tells_entries_of_one_task_apart_by_their_arguments():
     assert jobs.beat_job(app, "jobs.sync", beat_request(headers=BEAT, args=["eu"])) == "sync-eu"
     # No entry with these arguments: the task's name stands for the job.
     assert jobs.beat_job(app, "jobs.sync", beat_request(headers=BEAT, args=["ap"])) == "jobs.sync"
+    # Two entries alike: neither can be told apart, the task's name again.
+    assert jobs.beat_job(app, "jobs.twice", beat_request(headers=BEAT)) == "jobs.twice"
 
 
 def test_beat_job_takes_the_entry_header_first():
