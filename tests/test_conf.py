@@ -45,13 +45,13 @@ def _check_messages(name):
 
 
 def test_every_setting_is_declared_with_a_default_a_validator_and_a_check_id():
-    assert len(SETTINGS) == 38
+    assert len(SETTINGS) == 44
     for name, setting in SETTINGS.items():
         assert isinstance(setting, Setting)
         assert setting.name == name
         assert setting.setting == PREFIX + name
         assert callable(setting.validator)
-        assert re.fullmatch(r"E0[1-9][0-9]", setting.check_id), name
+        assert re.fullmatch(r"E(0[1-9][0-9]|1[0-9][0-9])", setting.check_id), name
         # The default is itself a valid value: falling back to it never loops.
         assert setting.validate(setting.default) is None, name
 

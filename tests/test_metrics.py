@@ -50,6 +50,8 @@ CONTRACT = {
     "task_duration_seconds": (Histogram, ("task", "outcome"), None),
     "task_queue_wait_seconds": (Histogram, ("task",), None),
     "tasks_active": (Gauge, ("task",), "livesum"),
+    "job_last_success_timestamp_seconds": (Gauge, ("job",), "max"),
+    "job_expected_interval_seconds": (Gauge, ("job",), "max"),
     "health_ready": (Gauge, (), "livemin"),
 }
 
