@@ -357,6 +357,20 @@ def cycle_plan(kinds: Sequence[Call], n: int) -> list[Call]:
 # --- processes -----------------------------------------------------------------
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM a program started in its own session, wait ``timeout`` s, then SIGKILL its group."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Not reaped yet, so the group id is still ours.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 @dataclass
 class Server:
     """A program we started, its log file and the URL it serves."""
@@ -407,17 +421,7 @@ class Server:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM and wait ``timeout`` s; SIGKILL to the process group if it does not go."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # Not reaped yet, so the group id is still ours.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process(self.proc, timeout)
 
     def log_tail(self, chars: int = 6000) -> str:
         try:

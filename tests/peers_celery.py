@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from tests.peers import REPO, STOP_TIMEOUT, executable, free_port
+from tests.peers import REPO, STOP_TIMEOUT, executable, free_port, stop_process
 
 READY_DEADLINE = 30.0
 
@@ -281,16 +281,7 @@ class CeleryWorker:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM (Celery's warm shutdown: running tasks finish); SIGKILL to its group after."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        stop_process(self.proc, timeout)
 
     def log_text(self) -> str:
         try:
