@@ -40,8 +40,6 @@ and pydantic, in ``ready()`` would add the better part of a second to every
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -162,7 +160,4 @@ def install() -> None:
     first imported; imports neither.
     """
     for module, install_one in _TARGETS:
-        package = module.partition(".")[0]
-        if package not in sys.modules and importlib.util.find_spec(package) is None:
-            continue  # not installed
         after_import(module, _installer(module, install_one))

@@ -15,6 +15,7 @@ never ask each other for the same module.
 from __future__ import annotations
 
 import importlib.abc
+import importlib.util
 import sys
 import threading
 from collections.abc import Callable
@@ -116,6 +117,14 @@ def _run(module: str, callback: Callable[[], None]) -> None:
 HOOK = AfterImport()
 
 
-def after_import(module: str, callback: Callable[[], None]) -> None:
-    """Call ``callback()`` once ``module`` is imported: now if it is, else right after."""
+def after_import(module: str, callback: Callable[[], None]) -> bool:
+    """Call ``callback()`` once ``module`` is imported: now if it is, else right after.
+
+    For a module of an optional library: when its top-level package is not
+    installed there is nothing to wait for, and ``False`` is returned.
+    """
+    package = module.partition(".")[0]
+    if package not in sys.modules and importlib.util.find_spec(package) is None:
+        return False
     HOOK.add(module, callback)
+    return True

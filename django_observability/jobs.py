@@ -30,7 +30,6 @@ the command's exceptions and exit status, and the task's result, are theirs.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import sys
 import time
@@ -309,8 +308,7 @@ def install() -> None:
 
     if not getattr(BaseCommand.execute, "observability_job_hook", False):
         BaseCommand.execute = _wrap_execute(BaseCommand.execute)  # type: ignore[method-assign]
-    if "celery" in sys.modules or importlib.util.find_spec("celery") is not None:
-        after_import("celery", _connect_celery)
+    after_import("celery", _connect_celery)
 
 
 def uninstall() -> None:

@@ -609,6 +609,14 @@ def start_prometheus(
         "    static_configs:\n"
         f"      - targets: ['{target}']\n"
     )
+    return run_prometheus(workdir, config, extra_args)
+
+
+def run_prometheus(workdir: Path, config: Path, extra_args: Sequence[str] = ()) -> Server:
+    """A real Prometheus on a free loopback port with ``config``, its data in ``workdir``.
+
+    Started, not yet ready; the caller stops it.
+    """
     port = free_port()
     server = Server(
         name="prometheus",

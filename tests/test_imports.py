@@ -65,3 +65,10 @@ def test_a_module_that_is_not_there_still_fails_to_import():
         assert hook.waiting() == frozenset({"observability_no_such_module"})
     finally:
         sys.meta_path.remove(hook)
+
+
+def test_after_import_of_a_library_that_is_not_installed_waits_for_nothing():
+    from django_observability.imports import HOOK, after_import
+
+    assert after_import("observability_not_installed.sub", lambda: None) is False
+    assert "observability_not_installed.sub" not in HOOK.waiting()

@@ -31,7 +31,7 @@ import yaml
 from django.test import override_settings
 
 from django_observability import dashboards, jobs
-from tests.peers import REPO, Server, executable, free_port, http, prometheus_query, wait_for
+from tests.peers import REPO, Server, http, prometheus_query, run_prometheus, wait_for
 from tests.test_jobs import start_pushgateway
 
 pytestmark = pytest.mark.peers
@@ -62,22 +62,7 @@ def start_prometheus(workdir: Path, pushgateway: str) -> Server:
         ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    server = Server(
-        name="prometheus",
-        argv=[
-            executable("prometheus"),
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        cwd=workdir,
-        env=dict(os.environ),
-        log_path=workdir / "prometheus.log",
-        url=f"http://127.0.0.1:{port}",
-    )
-    server.start()
-    return server
+    return run_prometheus(workdir, workdir / "prometheus.yml")
 
 
 def run_command(name: str, gateway: str) -> subprocess.CompletedProcess[str]:

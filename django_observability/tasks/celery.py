@@ -28,8 +28,6 @@ as it would without us; the task's own exceptions are Celery's business.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -206,8 +204,6 @@ def install() -> None:
     (``imports.after_import``): importing ``celery.signals`` costs about 0.2 s, which
     ``manage.py`` commands of a project that never uses it should not pay.
     """
-    if "celery" not in sys.modules and importlib.util.find_spec("celery") is None:
-        return
     after_import("celery", _connect)
 
 

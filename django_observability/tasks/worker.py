@@ -519,11 +519,6 @@ _RECEIVERS = (
 
 def install() -> None:
     """Connect the receivers once Celery is imported (``AppConfig.ready()``); imports nothing."""
-    if "celery" not in sys.modules:
-        import importlib.util
-
-        if importlib.util.find_spec("celery") is None:
-            return
     from django_observability.imports import after_import
 
     after_import("celery", _connect)
