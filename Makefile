@@ -49,7 +49,7 @@ docs: venv
 # The whole suite on this interpreter, then the unit tests on the other
 # supported Python/Django combinations.
 test: venv peers lint docs
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 	$(MAKE) test-matrix
 
 test-unit: venv
