@@ -35,6 +35,7 @@ from typing import Any
 from django_observability.faults import fault
 from django_observability.imports import after_import
 from django_observability.metrics import get_metrics
+from django_observability.tasks import signals as celery_signals
 from django_observability.tasks.context import (
     ENQUEUED_AT_HEADER,
     REQUEST_ID_HEADER,
@@ -211,10 +212,7 @@ def _connect() -> None:
     try:
         from celery import signals
 
-        for name, receiver in _RECEIVERS:
-            getattr(signals, name).connect(
-                receiver, weak=False, dispatch_uid=f"django_observability.tasks.{name}"
-            )
+        celery_signals.connect(_RECEIVERS, _OWNER)
         if _project_logging():
             signals.setup_logging.connect(
                 keep_django_logging, weak=False, dispatch_uid=_KEEP_LOGGING_UID
@@ -225,7 +223,8 @@ def _connect() -> None:
     celery_tracing.instrument()
 
 
-_KEEP_LOGGING_UID = "django_observability.tasks.setup_logging"
+_OWNER = "django_observability.tasks"
+_KEEP_LOGGING_UID = f"{_OWNER}.setup_logging"
 
 
 def _project_logging() -> bool:
@@ -252,8 +251,5 @@ def uninstall() -> None:
     """Disconnect what :func:`install` connected (for tests)."""
     from celery import signals
 
-    for name, receiver in _RECEIVERS:
-        getattr(signals, name).disconnect(
-            receiver, dispatch_uid=f"django_observability.tasks.{name}"
-        )
+    celery_signals.disconnect(_RECEIVERS, _OWNER)
     signals.setup_logging.disconnect(keep_django_logging, dispatch_uid=_KEEP_LOGGING_UID)

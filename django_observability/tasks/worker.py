@@ -526,22 +526,16 @@ def install() -> None:
 
 def _connect() -> None:
     try:
-        from celery import signals
+        from django_observability.tasks import signals
 
-        for name, receiver in _RECEIVERS:
-            getattr(signals, name).connect(
-                receiver, weak=False, dispatch_uid=f"django_observability.worker.{name}"
-            )
+        signals.connect(_RECEIVERS, "django_observability.worker")
     except Exception:
         fault("tasks.worker.install")
 
 
 def uninstall() -> None:
     """Disconnect what :func:`install` connected, and stop what runs (for tests)."""
-    from celery import signals
+    from django_observability.tasks import signals
 
-    for name, receiver in _RECEIVERS:
-        getattr(signals, name).disconnect(
-            receiver, dispatch_uid=f"django_observability.worker.{name}"
-        )
+    signals.disconnect(_RECEIVERS, "django_observability.worker")
     worker_shutdown()
