@@ -26,6 +26,7 @@ class ObservabilityConfig(AppConfig):
         from django_observability.health.builtin import prime_cpu
         from django_observability.middleware import record_exception
         from django_observability.tasks import celery as tasks_celery
+        from django_observability.tasks import django_tasks
         from django_observability.tasks import worker as tasks_worker
 
         got_request_exception.connect(
@@ -42,6 +43,7 @@ class ObservabilityConfig(AppConfig):
         tracing.setup()
         tasks_celery.install()  # Celery's signals, when Celery is installed (after tracing)
         tasks_worker.install()  # a Celery worker's main process: /metrics, heartbeat, store
+        django_tasks.install()  # django.tasks / django-tasks: signals, spans, the db worker
         jobs.install()  # declared commands' and Celery beat entries' runs (jobs.py)
 
 

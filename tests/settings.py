@@ -9,6 +9,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "tests.audit_models",
+    "django_tasks_db",
 ]
 MIDDLEWARE = [
     "django_observability.middleware.ObservabilityMiddleware",
@@ -29,3 +30,16 @@ TEMPLATES = [
 ]
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
+
+# Django's task framework (django.tasks on Django 6, the django-tasks backport on 5.2):
+# tasks run at once by default; "db" stores them for django-tasks-db's worker.
+try:
+    import django.tasks  # noqa: F401
+
+    _TASKS_PACKAGE = "django.tasks"
+except ImportError:
+    _TASKS_PACKAGE = "django_tasks"
+TASKS = {
+    "default": {"BACKEND": f"{_TASKS_PACKAGE}.backends.immediate.ImmediateBackend"},
+    "db": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+}

@@ -1,4 +1,4 @@
-"""A Celery worker's main process: the multiprocess store, ``/metrics`` and the heartbeat.
+"""A worker's main process: the multiprocess store, ``/metrics`` and the heartbeat.
 
 Celery's prefork pool runs tasks in child processes, so a worker keeps its
 metrics the way a gunicorn server does: in Prometheus multiprocess mode, every
@@ -40,6 +40,11 @@ Connected by :func:`install` (``AppConfig.ready()``) to Celery's signals:
 ``worker_shutdown`` (main process)
     Stops both and removes the heartbeat file.
 
+The ``django.tasks`` database worker (django-tasks-db's ``manage.py
+db_worker``) is a single process: ``tasks.db_worker`` calls
+:func:`start_services` and :func:`stop_services` around its loop, and its
+metrics stay in memory unless ``PROMETHEUS_MULTIPROC_DIR`` is set.
+
 Nothing here may stop a worker: a port already taken, a store that cannot be
 written or a heartbeat file that cannot be made is logged once and the worker
 runs on.
@@ -70,7 +75,10 @@ __all__ = [
     "configure",
     "install",
     "metrics_app",
+    "serving_port",
+    "start_services",
     "starting_worker",
+    "stop_services",
     "uninstall",
     "write_heartbeat",
 ]
@@ -434,6 +442,18 @@ def worker_init(sender: Any = None, **kwargs: Any) -> None:
 
 def worker_ready(sender: Any = None, **kwargs: Any) -> None:
     """``worker_ready`` (main process): ``/metrics`` served, the heartbeat started."""
+    start_services()
+
+
+def start_services() -> None:
+    """Serve ``/metrics`` and start the heartbeat in this process (a worker's main process).
+
+    ``/metrics`` on ``OBSERVABILITY_WORKER_METRICS_PORT`` (none when it is
+    ``None``), the heartbeat every ``OBSERVABILITY_WORKER_HEARTBEAT_INTERVAL``
+    seconds in ``OBSERVABILITY_WORKER_HEARTBEAT_FILE``. Each is started once;
+    :func:`stop_services` stops both. Used by Celery's ``worker_ready`` and by
+    the ``django.tasks`` database worker (``tasks.db_worker``). Never raises.
+    """
     global _server, _heartbeat
     from django_observability.conf import listen_address, valid_or_default
     from django_observability.metrics import get_metrics
@@ -462,6 +482,11 @@ def worker_ready(sender: Any = None, **kwargs: Any) -> None:
             _heartbeat.start()
     except Exception:
         fault("tasks.worker.heartbeat")
+
+
+def serving_port() -> int | None:
+    """The port this process serves ``/metrics`` on (the one chosen for 0), or ``None``."""
+    return None if _server is None else _server.port
 
 
 def worker_process_init(**kwargs: Any) -> None:
@@ -496,6 +521,11 @@ def worker_process_shutdown(**kwargs: Any) -> None:
 
 def worker_shutdown(**kwargs: Any) -> None:
     """``worker_shutdown`` (main process): ``/metrics`` and the heartbeat stopped."""
+    stop_services()
+
+
+def stop_services() -> None:
+    """Stop what :func:`start_services` started; the heartbeat file is removed. Never raises."""
     global _server, _heartbeat
     try:
         if _server is not None:
