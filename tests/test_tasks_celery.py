@@ -8,6 +8,7 @@ message and its headers go the whole way from publish to run.
 
 import logging
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,6 +83,18 @@ def headers(self):
 
 def finished(samples, task, outcome):
     return samples.value("tasks_finished_total", task=task, outcome=outcome)
+
+
+def counted(samples, task, outcome, expected=1, deadline=10.0):
+    """Whether the worker's count reaches ``expected`` within ``deadline`` seconds.
+
+    A result is stored before the worker sends ``task_postrun``, so a test's
+    ``get()`` can return while the worker thread is still counting.
+    """
+    end = time.monotonic() + deadline
+    while finished(samples, task, outcome) != expected and time.monotonic() < end:
+        time.sleep(0.01)
+    return finished(samples, task, outcome) == expected
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +179,7 @@ def test_the_message_carries_the_request_id_and_the_enqueue_time(worker, request
     result = ok.apply_async().get(timeout=10, interval=0.01)
     assert result["request_id"] == request_id  # get_request_id() inside the task
     assert samples.value("tasks_enqueued_total", task="unit.ok") == 1
-    assert finished(samples, "unit.ok", "success") == 1
+    assert counted(samples, "unit.ok", "success")
     assert samples.value("task_queue_wait_seconds_count", task="unit.ok") == 1
     assert samples.value("tasks_active", task="unit.ok") == 0
 
@@ -182,8 +195,8 @@ def test_a_task_enqueued_outside_a_request_gets_its_own_id(worker):
 def test_a_retry_is_a_new_message_and_each_run_has_one_outcome(worker, request_id, samples):
     assert retried.apply_async().get(timeout=10, interval=0.01) == 1
     assert samples.value("tasks_enqueued_total", task="unit.retried") == 2
+    assert counted(samples, "unit.retried", "success")
     assert finished(samples, "unit.retried", "retry") == 1
-    assert finished(samples, "unit.retried", "success") == 1
     assert samples.value("task_queue_wait_seconds_count", task="unit.retried") == 2
 
 
@@ -191,14 +204,14 @@ def test_a_failure_through_the_worker(worker, samples):
     result = failing.apply_async()
     with pytest.raises(Boom):
         result.get(timeout=10, interval=0.01)
-    assert finished(samples, "unit.failing", "failure") == 1
+    assert counted(samples, "unit.failing", "failure")
 
 
 def test_an_expired_task_is_revoked_without_running(worker, samples):
     result = ok.apply_async(expires=datetime.now(UTC) - timedelta(seconds=5))
     with pytest.raises(TaskRevokedError):
         result.get(timeout=10, interval=0.01)
-    assert finished(samples, "unit.ok", "revoked") == 1
+    assert counted(samples, "unit.ok", "revoked")
     assert finished(samples, "unit.ok", "success") is None
     assert samples.value("tasks_active", task="unit.ok") is None  # never started
 
