@@ -19,6 +19,7 @@ class ObservabilityConfig(AppConfig):
             checks,  # noqa: F401  (registers the system checks)
             db,
             frameworks,
+            http_client,
             jobs,
             metrics_store,
             tracing,
@@ -41,6 +42,7 @@ class ObservabilityConfig(AppConfig):
         audit.install()
         frameworks.install()
         tracing.setup()
+        http_client.enable()  # outgoing HTTP: OpenTelemetry's instrumentations, our metric
         tasks_celery.install()  # Celery's signals, when Celery is installed (after tracing)
         tasks_worker.install()  # a Celery worker's main process: /metrics, heartbeat, store
         django_tasks.install()  # django.tasks / django-tasks: signals, spans, the db worker

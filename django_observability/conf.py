@@ -173,6 +173,37 @@ def _redact_words(value: Any) -> str | None:
     return None
 
 
+HTTP_CLIENT_NAMES = ("requests", "httpx", "urllib3")
+
+
+def _http_clients(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return f"must be a list of names among {list(HTTP_CLIENT_NAMES)}, not {value!r}"
+    for item in value:
+        if item not in HTTP_CLIENT_NAMES:
+            return f"contains {item!r}; the names are {list(HTTP_CLIENT_NAMES)}"
+    return None
+
+
+_HOST_PATTERN = re.compile(r"\*|(\*?\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|[0-9a-fA-F:]+")
+
+
+def _host_patterns(value: Any) -> str | None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        return "must be a list of host names such as ['api.internal', '.svc.cluster.local']"
+    for item in value:
+        if not isinstance(item, str) or not _HOST_PATTERN.fullmatch(item):
+            return (
+                f"contains {item!r}; entries are host names or addresses ('api.internal', "
+                "'10.0.0.5'), domains ('.internal' or '*.internal': its subdomains) or '*'"
+            )
+    return None
+
+
+def _lower_tuple(value: Any) -> tuple[str, ...]:
+    return tuple(item.lower() for item in value) if value else ()
+
+
 def _positive_number(value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
         return None
@@ -534,6 +565,8 @@ class Settings:
     TRACING_EXPORT_TIMEOUT: Setting[float | None] = Setting("E044", None, _positive_number_or_none)
     TRACING_DB_SPANS: Setting[bool] = Setting("E045", True, _bool)
     DB_METRICS: Setting[bool] = Setting("E046", True, _bool)
+    CACHE_METRICS: Setting[bool] = Setting("E120", True, _bool)
+    TRACING_CACHE_SPANS: Setting[bool] = Setting("E121", True, _bool)
     ACCESS_LOG: Setting[bool] = Setting("E047", True, _bool)
     TRACING_EXIT_TIMEOUT: Setting[float] = Setting(
         "E048", DEFAULT_TRACING_EXIT_TIMEOUT, _positive_number
@@ -543,6 +576,12 @@ class Settings:
     SECURITY_EVENTS: Setting[bool] = Setting("E052", True, _bool)
     AUDIT_LOG_USERNAMES: Setting[bool] = Setting("E053", False, _bool)
     LOG_REDACT_KEYS: Setting[Sequence[str]] = Setting("E080", (), _redact_words, _or_empty_tuple)
+    HTTP_CLIENT_INSTRUMENTATIONS: Setting[Sequence[str]] = Setting(
+        "E130", HTTP_CLIENT_NAMES, _http_clients, tuple
+    )
+    HTTP_CLIENT_REQUEST_ID_HOSTS: Setting[Sequence[str]] = Setting(
+        "E131", (), _host_patterns, _lower_tuple
+    )
     WORKER_METRICS_PORT: Setting[int | str | None] = Setting("E095", None, _listen_address_or_none)
     WORKER_HEARTBEAT_FILE: Setting[str] = Setting("E096", None, _optional_path, _heartbeat_file)
     WORKER_HEARTBEAT_INTERVAL: Setting[float] = Setting("E097", 10.0, _positive_number)

@@ -423,6 +423,17 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         unit="seconds",
         multiprocess_mode="max",
     ),
+    # Outgoing HTTP (http_client.py): through OpenTelemetry's instrumentations.
+    Instrument(
+        "http_client_duration",
+        Histogram,
+        "http_client_request_duration_seconds",
+        "Duration of outgoing HTTP requests, by method, server address (capped) and status "
+        "(error: no response).",
+        ("method", "server_address", "status"),
+        unit="seconds",
+        buckets="latency",
+    ),
 )
 
 # Made on the first readiness evaluation, not with the others: a label-less
@@ -447,6 +458,7 @@ CAPPED_LABELS: dict[str, str] = {
     "security_type_label": "security_type",
     "task_label": "task",
     "job_label": "job",
+    "server_address_label": "server_address",
 }
 
 
@@ -629,6 +641,15 @@ class Metrics:
             self.task_duration.labels(label, outcome).observe(seconds)
         if started:
             self.tasks_active.labels(label).dec()
+
+    def record_http_client(
+        self, method: str, server_address: str, status: str, seconds: float
+    ) -> None:
+        """One outgoing HTTP request (``server_address`` capped here; ``status``: the code, or
+        ``error`` when no response came)."""
+        self.http_client_duration.labels(
+            method_label(method), self.server_address_label(server_address), status
+        ).observe(seconds)
 
     def set_ready(self, ready: bool) -> None:
         """Record the outcome of a readiness evaluation (``health_ready``)."""
