@@ -3,14 +3,20 @@
 The peer test (``-m peers``) starts the example project under gunicorn (two
 gthread workers, Prometheus multiprocess mode, a private migrated SQLite
 database with one user) with a readiness check that hangs (so readiness
-fails) and a check that warns, and a real Prometheus scraping it every
-second. It sends two rounds of traffic with a scrape in between (so that
-every rate has an increase to show): every kind of request of the example,
-404s, 500s, slow requests, a request for a disallowed host, logins and failed
-logins, audited group creations, a database integrity error, readiness and
-health probes. Then it substitutes the dashboards' variables the way Grafana
-does and runs every panel query: each must parse (not HTTP 400 ``bad_data``)
-and return at least one series with a number.
+fails) and a check that warns, the example's own Celery worker with beat
+embedded (``celery -A example worker --beat``, Kombu's filesystem broker in
+the test's folder, beat's ``refresh-stats`` entry every second), and a real
+Prometheus scraping both every second, the worker's ``/metrics`` in a job of
+its own as docs/workers.md sets it up. It sends two rounds of traffic with a
+scrape in between (so that every rate has an increase to show): every kind
+of request of the example, 404s, 500s, slow requests, a request for a
+disallowed host, logins and failed logins, audited group creations, a
+database integrity error, readiness and health probes, and one report of
+each kind (one that succeeds, one that fails, one retried once) enqueued
+through gunicorn. Then it substitutes the dashboards' variables the way
+Grafana does (the tasks dashboard's ``job`` is the workers' job, as
+deploy/README.md says to set it) and runs every panel query: each must parse
+(not HTTP 400 ``bad_data``) and return at least one series with a number.
 
 The other tests need no server: the dashboards' structure, that the JSON files
 are what ``django_observability.dashboards`` writes, the provisioning
@@ -37,21 +43,24 @@ from typing import Any
 import pytest
 import yaml
 
-pytest.register_assert_rewrite("tests.peers")
+pytest.register_assert_rewrite("tests.peers", "tests.peers_celery")
 
 from django_observability import dashboards, deploy_assets  # noqa: E402
 from tests.peers import (  # noqa: E402
+    EXAMPLE_DIR,
     HTTP_TIMEOUT,
     Server,
-    example_env,
+    free_port,
     http,
     make_gunicorn,
     manage,
+    run_prometheus,
     scrape,
-    start_prometheus,
     total,
     wait_for,
 )
+from tests.peers_celery import CeleryWorker  # noqa: E402
+from tests.test_peers_example_worker import KINDS, post_report, project_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -60,6 +69,10 @@ DASHBOARD_DIR = GRAFANA / "dashboards"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 
 JOB = "django"  # the job name of deploy/prometheus/prometheus.yml, and of the test's Prometheus
+WORKER_JOB = "celery"  # the workers' job of docs/workers.md, and of the test's Prometheus
+# The job each dashboard's `job` variable is set to (deploy/README.md: the tasks dashboard's
+# is the job that scrapes the workers); the others show the web servers'.
+JOB_OF = {"django-tasks.json": WORKER_JOB}
 USERNAME = "dash-admin"
 PASSWORD = "correct horse battery staple"  # a throwaway user of a temp database
 
@@ -76,10 +89,15 @@ BUILTINS = {
 
 REQUEST_DURATION = "http_server_request_duration_seconds"
 SCHEDULED_JOB_METRIC = "job_last_success_timestamp_seconds"
-# Dashboards whose series the stack below (the example under gunicorn, no Celery worker, no
-# Pushgateway) does not have: their queries must parse, data is not expected.
-# tests/test_peers_jobs.py runs the scheduled-job panels against a Prometheus with data.
-WITHOUT_DATA_HERE = {"django-tasks.json"}
+# Task runs that end in each (task, outcome) per report of each kind: the flaky task's
+# first run asks for a retry, its second succeeds.
+TASK_RUNS = {
+    (KINDS["report"], "success"),
+    (KINDS["fail"], "failure"),
+    (KINDS["retry"], "retry"),
+    (KINDS["retry"], "success"),
+}
+BEAT_ENTRY = "refresh-stats"  # the example's beat entry (EXAMPLE_BEAT_SECONDS=1 here)
 ARCHIVE = "/api/v1/archive/(?P<year>[0-9]{4})/"
 ITEM = "/api/v1/items/<int:pk>/"
 
@@ -460,21 +478,51 @@ def instant(base_url: str, expr: str) -> list[dict[str, Any]]:
 @dataclass
 class Stack:
     app: Server
+    worker: CeleryWorker
     prometheus: Server
-    target: str  # host:port Prometheus scrapes
+    target: str  # host:port Prometheus scrapes for the web servers
+    worker_target: str  # host:port of the worker's /metrics
+
+
+def start_prometheus(workdir: Path, jobs: dict[str, str]) -> Server:
+    """A real Prometheus scraping each target every second, under its job (name -> host:port)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            for job, target in jobs.items()
+        ],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    return run_prometheus(workdir, workdir / "prometheus.yml")
+
+
+def send_reports(base_url: str) -> int:
+    """One report of each kind, enqueued through gunicorn (POST /api/v1/reports/?kind=...);
+    returns how many requests the metrics count."""
+    with ThreadPoolExecutor(max_workers=len(KINDS)) as pool:
+        list(pool.map(lambda kind: post_report(base_url, kind), KINDS))
+    return len(KINDS)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("dashboards")
-    env = example_env(workdir / "db.sqlite3")
+    worker_port = free_port()
+    # The example's environment with its broker folder, beat every second and the
+    # worker's metrics port (what tests/test_peers_example_worker.py runs).
+    env = project_env(workdir, workdir / "db.sqlite3", worker_port)
     app = make_gunicorn("dash-gunicorn", workdir, env, workers=2, worker_class="gthread", threads=4)
     app.env.update(EXAMPLE_SLOW_CHECK_SECONDS="30", EXAMPLE_INVENTORY_DEGRADED="1")
     target = urllib.parse.urlsplit(app.url).netloc
+    worker_target = f"127.0.0.1:{worker_port}"
+    worker_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(workdir / "worker-multiproc"))
+    worker = CeleryWorker("example", workdir, worker_env, extra=["--beat"], cwd=EXAMPLE_DIR)
 
     # Prometheus first: its first scrape comes 5-6 s after it starts, meanwhile
-    # the database is migrated and the app starts.
-    prometheus = start_prometheus(workdir / "prometheus", target, job=JOB)
+    # the database is migrated and the app and the worker start.
+    prometheus = start_prometheus(workdir / "prometheus", {JOB: target, WORKER_JOB: worker_target})
     try:
         migrated = manage(env, "migrate", "--noinput")
         assert migrated.returncode == 0, migrated.stdout + migrated.stderr
@@ -484,7 +532,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )  # fmt: skip
         assert user.returncode == 0, user.stdout + user.stderr
         app.start()
+        worker.start()
         app.wait_ready("/health/live/")
+        worker.wait_ready()
         prometheus.wait_ready("/-/ready")
 
         def seen_by_prometheus(expected: float) -> bool:
@@ -493,16 +543,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
             return bool(result)
 
+        def runs_seen_by_prometheus(expected: float) -> bool:
+            """Every (task, outcome) of the reports counted ``expected`` times, and beat's entry."""
+            finished = instant(prometheus.url, f'tasks_finished_total{{job="{WORKER_JOB}"}}')
+            counted = {
+                (s["metric"]["task"], s["metric"]["outcome"])
+                for s in finished
+                if float(s["value"][1]) >= expected
+            }
+            succeeded = instant(prometheus.url, f'{SCHEDULED_JOB_METRIC}{{job="{WORKER_JOB}"}}')
+            entries = {s["metric"].get("exported_job") for s in succeeded}
+            return counted >= TASK_RUNS and BEAT_ENTRY in entries
+
         sent = 0
         for number in (1, 2):
-            sent += send_round(app.url, number)
-            # Every request is in /metrics, then in Prometheus (a scrape between rounds).
+            sent += send_reports(app.url) + send_round(app.url, number)
+            # Every request is in /metrics, then in Prometheus (a scrape between rounds);
+            # so is every task run of this round's reports.
             assert wait_for(lambda: total(scrape(app.url), f"{REQUEST_DURATION}_count") >= sent, 15)
             assert wait_for(lambda: seen_by_prometheus(sent), 20), prometheus.log_tail()
-        yield Stack(app, prometheus, target)
+            assert wait_for(lambda: runs_seen_by_prometheus(number), 20), worker.log_tail()
+        yield Stack(app, worker, prometheus, target, worker_target)
     finally:
-        app.stop()
-        prometheus.stop()
+        try:
+            # Both take a moment to stop gracefully (gunicorn's workers, Celery's warm
+            # shutdown): at the same time.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(lambda program: program.stop(), (app, worker)))
+        finally:
+            prometheus.stop()
 
 
 def _has_number(result: list[dict[str, Any]]) -> bool:
@@ -512,12 +581,11 @@ def _has_number(result: list[dict[str, Any]]) -> bool:
 @pytest.mark.peers
 @pytest.mark.parametrize("query", QUERIES, ids=lambda q: q.id)
 def test_panel_query_returns_data(stack: Stack, query: Query):
-    expr = substitute(query.expr, variable_values(query.variables))
+    job = JOB_OF.get(query.dashboard, JOB)
+    expr = substitute(query.expr, variable_values(query.variables, job=job))
     status, payload = prometheus_get(stack.prometheus.url, "/api/v1/query", {"query": expr})
     assert status == 200, f"{query.id}: Prometheus refused {expr!r}: {payload}"
     assert payload["status"] == "success", payload
-    if query.dashboard in WITHOUT_DATA_HERE:
-        return
     result = payload["data"]["result"]
     assert result, f"{query.id}: no data for {expr}"
     assert _has_number(result), f"{query.id}: only NaN for {expr}: {result}"
@@ -538,18 +606,19 @@ def test_route_variable_as_grafana_escapes_it(stack: Stack):
 def test_variable_queries_list_values(stack: Stack):
     """Each query variable's label_values() gives the values the panels need."""
     expected = {
-        "job": {JOB},
-        "instance": {stack.target},
+        "job": {JOB, WORKER_JOB},
+        "instance": {stack.target, stack.worker_target},
         "route": {ARCHIVE, ITEM, "/boom/", "<unmatched>", "/api/v1/login/"},
+        "task": {task for task, _ in TASK_RUNS},
     }
     seen: dict[str, set[str]] = collections.defaultdict(set)
-    for dash in load_dashboards().values():
+    for name, dash in load_dashboards().items():
         for var in dash["templating"]["list"]:
             if var["type"] != "query":
                 continue
             match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["definition"])
             assert match, var["definition"]
-            selector = substitute(match.group(1), {"job": JOB})
+            selector = substitute(match.group(1), {"job": JOB_OF.get(name, JOB)})
             status, payload = prometheus_get(
                 stack.prometheus.url,
                 f"/api/v1/label/{match.group(2)}/values",
