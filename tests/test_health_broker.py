@@ -3,8 +3,8 @@
 A broker that accepts connections and never answers (a stopped Redis or
 RabbitMQ) is played here by a socket that listens and reads nothing, for the
 Redis and the AMQP transports alike; tests/test_peers_worker.py does it with a
-real redis-server stopped by SIGSTOP. RabbitMQ itself is not run on these
-machines: its URL handling and timeouts are tested here.
+real redis-server stopped by SIGSTOP, and tests/test_peers_rabbitmq.py with a
+real RabbitMQ node (running, stopped by SIGSTOP, killed).
 """
 
 from __future__ import annotations
