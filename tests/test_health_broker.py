@@ -168,7 +168,8 @@ def test_a_probe_answers_in_time_and_holds_at_most_one_thread(silent_port):
         for _ in range(5):
             start = time.monotonic()
             response = client.get("/health/ready/")
-            assert time.monotonic() - start < 0.9
+            # By the deadline (0.6 s), not the socket's 5 s: the margin is for a loaded machine.
+            assert time.monotonic() - start < 3.0
             assert response.status_code == 503
         assert threading.active_count() - before <= 1
 
