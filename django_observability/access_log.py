@@ -2,8 +2,8 @@
 
 Written when the request is complete (for a streamed body: when the server
 closes the response), with ECS field names: method, path, route, status, body
-size, duration, client address, user id, the request's database queries and
-the request, trace and span ids.
+size, duration, client address, user id, the request's database queries, its
+cache hits and misses, and the request, trace and span ids.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def log_request(state: RequestState, seconds: float) -> None:
         "client.ip": request.META.get("REMOTE_ADDR"),
         "db.queries.count": int(state.queries[0]),
         "db.queries.duration": int(state.queries[1] * _NS),
+        "cache.hits": state.cache_hits,
+        "cache.misses": state.cache_misses,
         # Explicit, for responses that finish after the request's context is gone.
         "request_id": request_id_of(request),
     }

@@ -16,6 +16,7 @@ class ObservabilityConfig(AppConfig):
     def ready(self) -> None:
         from django_observability import (
             audit,
+            cache,
             checks,  # noqa: F401  (registers the system checks)
             db,
             frameworks,
@@ -39,6 +40,7 @@ class ObservabilityConfig(AppConfig):
         # be a SIGBUS); a gunicorn worker had this from post_fork already.
         metrics_store.install()
         db.install()
+        cache.install()  # every CACHES alias's backend instances, BACKEND untouched
         audit.install()
         frameworks.install()
         tracing.setup()

@@ -8,7 +8,7 @@ One owner for the per-request facts that several modules need:
   :func:`current_request`;
 * the per-request state (:class:`RequestState`: metrics, span, access-log
   facts), kept on the request: :func:`state_of`, :func:`span_ids`,
-  :func:`count_query`;
+  :func:`count_query`, :func:`count_cache`;
 * the marks a request carries (no spans for it);
 * the id of the request's user, read without a database query:
   :func:`loaded_user_id`, :func:`user_id`.
@@ -30,6 +30,7 @@ from django_observability.formats import hex_ids
 __all__ = [
     "REQUEST_ID",
     "RequestState",
+    "count_cache",
     "count_query",
     "current_request",
     "enter",
@@ -114,6 +115,8 @@ class RequestState:
     __slots__ = (
         "active",
         "body_bytes",
+        "cache_hits",
+        "cache_misses",
         "context",
         "done",
         "exc",
@@ -160,6 +163,8 @@ class RequestState:
         self.presumed_exempt = False
         self.log = False
         self.queries: list[float] = [0, 0.0]  # [count, seconds] of the request's queries
+        self.cache_hits = 0  # cache reads that found their key (get_many: per key)
+        self.cache_misses = 0
         self.start = _perf_counter()
         request.__dict__[_STATE] = self
 
@@ -218,6 +223,16 @@ def count_query(seconds: float) -> None:
             queries = state.queries
             queries[0] += 1
             queries[1] += seconds
+
+
+def count_cache(hits: int, misses: int) -> None:
+    """Add cache reads that hit and missed to the request being served (its access line, span)."""
+    request = _current_request()
+    if request is not None:
+        state = request.__dict__.get(_STATE)
+        if state is not None:
+            state.cache_hits += hits
+            state.cache_misses += misses
 
 
 def mark_no_spans(request: Any) -> None:

@@ -180,6 +180,12 @@ class CappedLabel:
 # Database queries are faster than requests: 0.5 ms to 10 s.
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+# Cache operations: an in-process cache answers in microseconds (all in the first
+# bucket), a network cache in tenths of a millisecond; 100 µs to 1 s.
+CACHE_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+
 # Background tasks run, and wait in their queue, from milliseconds to an hour.
 TASK_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -339,6 +345,24 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         "Database queries that raised, by connection alias and exception class.",
         ("alias", "error"),
     ),
+    # Caches (cache.py): every alias in CACHES, its backend untouched.
+    Instrument(
+        "cache_operations",
+        Counter,
+        "cache_operations",
+        "Cache operations, by alias, operation and result (hit, miss for reads; ok, error); "
+        "get_many counts one hit or miss per key.",
+        ("alias", "operation", "result"),
+    ),
+    Instrument(
+        "cache_duration",
+        Histogram,
+        "cache_operation_duration_seconds",
+        "Duration of cache operations, by alias and operation.",
+        ("alias", "operation"),
+        unit="seconds",
+        buckets="cache",
+    ),
     Instrument(
         "auth_events",
         Counter,
@@ -486,6 +510,7 @@ class Metrics:
             "size": size_buckets,
             "db": DB_BUCKETS,
             "task": TASK_BUCKETS,
+            "cache": CACHE_BUCKETS,
         }
         # What unregister() removes: every instrument made, including later ones.
         self._collectors: list[Any] = []
@@ -516,6 +541,7 @@ class Metrics:
         # Per duration series: when each bucket may take its next exemplar.
         self._exemplar_due: dict[tuple[str, str, str], list[float]] = {}
         self._db_children: dict[tuple[str, str], Any] = {}
+        self._cache_children: dict[tuple[str, ...], Any] = {}
         # Children cached by label tuple: labels() validates and locks on every
         # call, a dict lookup does not. Keys are bounded by the label rules.
         self._duration_children: dict[tuple[str, str, str], Any] = {}
@@ -591,6 +617,26 @@ class Metrics:
         if child is None:
             child = self._db_children[key] = self.db_duration.labels(alias, operation)
         child.observe(seconds)
+
+    def cache_operations_child(self, alias: str, operation: str, result: str) -> Any:
+        """The ``cache_operations_total`` series of (alias, operation, result), made once.
+
+        ``alias`` is a key of ``CACHES`` and ``operation`` and ``result`` come
+        from fixed sets (cache.py), so the series are bounded by the settings.
+        """
+        key = (alias, operation, result)
+        child = self._cache_children.get(key)
+        if child is None:
+            child = self._cache_children[key] = self.cache_operations.labels(*key)
+        return child
+
+    def cache_duration_child(self, alias: str, operation: str) -> Any:
+        """The ``cache_operation_duration_seconds`` series of (alias, operation), made once."""
+        key = (alias, operation)
+        child = self._cache_children.get(key)
+        if child is None:
+            child = self._cache_children[key] = self.cache_duration.labels(*key)
+        return child
 
     def count_db_error(self, alias: str, error: str) -> None:
         self.db_errors.labels(alias, self.db_error_label(error)).inc()

@@ -17,11 +17,14 @@ from django_observability.formats import exception_name
 from django_observability.metrics import OTHER_METHOD, UNMATCHED
 from django_observability.tracing import set_error
 
-__all__ = ["REFINED_ROUTE", "finish", "request_attributes", "start"]
+__all__ = ["CACHE_HITS", "CACHE_MISSES", "REFINED_ROUTE", "finish", "request_attributes", "start"]
 
 #: The span attribute for a route label the project refined (``routes.refine_route``);
 #: ``http.route`` stays the URL pattern, as the semantic conventions define it.
 REFINED_ROUTE = "django_observability.route"
+#: The request's cache reads that hit and missed (``get_many``: per key), set when it made any.
+CACHE_HITS = "django_observability.cache.hits"
+CACHE_MISSES = "django_observability.cache.misses"
 
 # Where opentelemetry-instrumentation-django keeps its span in request.META.
 _OTEL_DJANGO_SPAN = "opentelemetry-instrumentor-django.span_key"
@@ -161,6 +164,8 @@ def finish(state: RequestState, span: Any) -> None:
             span.set_attribute("http.response.status_code", int(status))
         if state.refined_route is not None:
             span.set_attribute(REFINED_ROUTE, state.refined_route)
+        if state.cache_hits or state.cache_misses:
+            span.set_attributes({CACHE_HITS: state.cache_hits, CACHE_MISSES: state.cache_misses})
         if state.exc is not None:
             set_error(span, state.exc, exception_name(state.exc))
         elif status and status >= "500" and len(status) == 3:

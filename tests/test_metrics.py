@@ -41,6 +41,8 @@ CONTRACT = {
     "django_process_open_fds": (Gauge, (), "liveall"),
     "django_process_threads": (Gauge, (), "liveall"),
     "db_client_operation_duration_seconds": (Histogram, ("alias", "operation"), None),
+    "cache_operations": (Counter, ("alias", "operation", "result"), None),
+    "cache_operation_duration_seconds": (Histogram, ("alias", "operation"), None),
     "db_client_errors": (Counter, ("alias", "error"), None),
     "auth_events": (Counter, ("event",), None),
     "audit_events": (Counter, ("action", "target"), None),
