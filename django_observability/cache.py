@@ -137,6 +137,7 @@ _get_running = _running.get
 _set_running = _running.set
 _reset_running = _running.reset
 _perf_counter = time.perf_counter
+_get_tracer = get_tracer
 
 # A default no caller passes: what get() asks the backend for, to tell a miss.
 _MISSING = object()
@@ -184,24 +185,30 @@ def _setting_changed(setting: str, **kwargs: Any) -> None:
 
 
 class _Series:
-    """The metric children of one (alias, operation), for one set of instruments."""
+    """The metric children of one (alias, operation), for one set of instruments.
 
-    __slots__ = ("alias", "counters", "duration", "metrics", "operation")
+    Made on the first operation: a read's ``hit`` and ``miss`` series, another
+    operation's ``ok`` series (a zero is a true count); ``error`` on the first error.
+    """
+
+    __slots__ = ("alias", "duration", "error", "hit", "metrics", "miss", "ok", "operation")
 
     def __init__(self, metrics: Any, alias: str, operation: str) -> None:
         self.metrics = metrics
         self.alias = alias
         self.operation = operation
         self.duration = metrics.cache_duration_child(alias, operation)
-        self.counters: dict[str, Any] = {}
+        child = metrics.cache_operations_child
+        read = operation in READS
+        self.hit = child(alias, operation, HIT) if read else None
+        self.miss = child(alias, operation, MISS) if read else None
+        self.ok = None if read else child(alias, operation, OK)
+        self.error: Any = None
 
-    def count(self, result: str, n: int = 1) -> None:
-        child = self.counters.get(result)
-        if child is None:
-            child = self.counters[result] = self.metrics.cache_operations_child(
-                self.alias, self.operation, result
-            )
-        child.inc(n)
+    def count_error(self) -> None:
+        if self.error is None:
+            self.error = self.metrics.cache_operations_child(self.alias, self.operation, ERROR)
+        self.error.inc()
 
 
 class CacheObserver:
@@ -216,14 +223,38 @@ class CacheObserver:
 
     # metrics
 
-    def series(self, operation: str) -> _Series | None:
-        metrics = get_metrics()
+    def series(self, operation: str, metrics: Any) -> _Series | None:
+        """The series of ``operation`` for ``metrics`` (``None``: metrics are off)."""
         if metrics is None:
             return None
         series = self._series.get(operation)
         if series is None or series.metrics is not metrics:
             series = self._series[operation] = _Series(metrics, self.alias, operation)
         return series
+
+    def record_get(self, cell: list[Any], seconds: float, found: bool) -> None:
+        """One ``get`` that found its key or not (the hot path, kept short).
+
+        ``cell`` holds the wrapper's series, checked against the current
+        instruments (they are made again when a metrics setting changes).
+        """
+        try:
+            metrics = get_metrics()
+            series = cell[0]
+            if series is None or series.metrics is not metrics:
+                series = cell[0] = self.series("get", metrics)
+            if found:
+                count_cache(1, 0)
+                if series is not None:
+                    series.duration.observe(seconds)
+                    series.hit.inc()
+            else:
+                count_cache(0, 1)
+                if series is not None:
+                    series.duration.observe(seconds)
+                    series.miss.inc()
+        except Exception:
+            logger.exception("django_observability: could not record a cache operation")
 
     def record(
         self,
@@ -237,24 +268,26 @@ class CacheObserver:
     ) -> None:
         """Count one finished operation (``hits``/``misses``: of a read) and end its span."""
         if span is not None:
-            self._end_span(span, operation, hits, misses, exc)
+            self.end_span(span, operation, hits, misses, exc)
         flags = _flags or _load_flags()
         if not flags[0]:
             return
         try:
             if hits or misses:
                 count_cache(hits, misses)
-            series = self.series(operation)
+            series = self.series(operation, get_metrics())
             if series is not None:
                 series.duration.observe(seconds)
-                if result is HIT or result is MISS:
+                if result is ERROR:
+                    series.count_error()
+                elif result is OK:
+                    series.ok.inc()
+                else:
                     # get_many: one per key; a single read: hits + misses == 1.
                     if hits:
-                        series.count(HIT, hits)
+                        series.hit.inc(hits)
                     if misses:
-                        series.count(MISS, misses)
-                else:
-                    series.count(result)
+                        series.miss.inc(misses)
         except Exception:
             logger.exception("django_observability: could not record a cache operation")
 
@@ -286,7 +319,7 @@ class CacheObserver:
             logger.exception("django_observability: could not start a cache span")
             return None
 
-    def _end_span(
+    def end_span(
         self,
         scope: tuple[Any, Any],
         operation: str,
@@ -419,6 +452,8 @@ def single_server(location: Any) -> tuple[str, int | None] | None:
 def _sync(observer: CacheObserver, operation: str, inner: Callable[..., Any]) -> Any:
     backend = observer.backend
     record = observer.record
+    record_get = observer.record_get
+    cell: list[Any] = [None]  # this operation's series (record_get)
 
     if operation == "get":
 
@@ -427,7 +462,7 @@ def _sync(observer: CacheObserver, operation: str, inner: Callable[..., Any]) ->
             if not flags[2] or _get_running() is backend:
                 return inner(key, default, *args, **kwargs)
             token = _set_running(backend)
-            span = observer.start_span("get") if flags[1] else None
+            span = observer.start_span("get") if flags[1] and _get_tracer() is not None else None
             start = _perf_counter()
             try:
                 value = inner(key, _MISSING, *args, **kwargs)
@@ -437,11 +472,12 @@ def _sync(observer: CacheObserver, operation: str, inner: Callable[..., Any]) ->
             finally:
                 _reset_running(token)
             seconds = _perf_counter() - start
-            if value is _MISSING:
-                record("get", seconds, MISS, 0, 1, span)
-                return default
-            record("get", seconds, HIT, 1, 0, span)
-            return value
+            found = value is not _MISSING
+            if span is not None:
+                observer.end_span(span, "get", found, not found, None)
+            if flags[0]:
+                record_get(cell, seconds, found)
+            return value if found else default
 
         return get
 
@@ -598,13 +634,15 @@ def instrument(backend: Any, alias: str, location: Any = None) -> bool:
 def _async_get(observer: CacheObserver, inner: Callable[..., Any]) -> Any:
     backend = observer.backend
     record = observer.record
+    record_get = observer.record_get
+    cell: list[Any] = [None]
 
     async def aget(key: Any, default: Any = None, *args: Any, **kwargs: Any) -> Any:
         flags = _flags or _load_flags()
         if not flags[2] or _get_running() is backend:
             return await inner(key, default, *args, **kwargs)
         token = _set_running(backend)
-        span = observer.start_span("get") if flags[1] else None
+        span = observer.start_span("get") if flags[1] and _get_tracer() is not None else None
         start = _perf_counter()
         try:
             value = await inner(key, _MISSING, *args, **kwargs)
@@ -614,11 +652,12 @@ def _async_get(observer: CacheObserver, inner: Callable[..., Any]) -> Any:
         finally:
             _reset_running(token)
         seconds = _perf_counter() - start
-        if value is _MISSING:
-            record("get", seconds, MISS, 0, 1, span)
-            return default
-        record("get", seconds, HIT, 1, 0, span)
-        return value
+        found = value is not _MISSING
+        if span is not None:
+            observer.end_span(span, "get", found, not found, None)
+        if flags[0]:
+            record_get(cell, seconds, found)
+        return value if found else default
 
     return aget
 
