@@ -626,6 +626,14 @@ def instrument(backend: Any, alias: str, location: Any = None) -> bool:
                 if operation == "get"
                 else _async(observer, operation, ainner)
             )
+    for operation, wrapper in wrappers.items():
+        # What a bound method has: Django 6.1's BaseCache.aget_many (aget_or_set,
+        # ahas_key...) reads self.get_many.__func__ to tell whether a backend
+        # overrides get_many; it must see the class's function, as without us.
+        inner = getattr(backend, operation)
+        wrapper.__func__ = getattr(inner, "__func__", inner)
+        wrapper.__self__ = backend
+        wrapper.__wrapped__ = inner
     own.update(wrappers)
     own[_OBSERVER] = observer
     return True
