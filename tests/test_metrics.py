@@ -54,7 +54,11 @@ CONTRACT = {
     "tasks_active": (Gauge, ("task",), "livesum"),
     "job_last_success_timestamp_seconds": (Gauge, ("job",), "max"),
     "job_expected_interval_seconds": (Gauge, ("job",), "max"),
-    "http_client_request_duration_seconds": (Histogram, ("method", "server_address", "status"), None),
+    "http_client_request_duration_seconds": (
+        Histogram,
+        ("method", "server_address", "status"),
+        None,
+    ),
     "health_ready": (Gauge, (), "livemin"),
 }
 
