@@ -1,10 +1,10 @@
-"""``make demo``'s launcher: the example under gunicorn and its Celery worker, stopped together.
+"""``make demo``'s launcher: the example under gunicorn and its two workers, stopped together.
 
 From example_project/::
 
     python run_demo.py DEMO_DIR
 
-starts two programs with this interpreter, each in a process group of its own:
+starts three programs with this interpreter, each in a process group of its own:
 
 * gunicorn (``gunicorn.conf.py``: 2 sync workers, Prometheus multiprocess mode
   in ``DEMO_DIR/prometheus-multiproc``);
@@ -13,21 +13,29 @@ starts two programs with this interpreter, each in a process group of its own:
   deployment runs one ``celery beat`` of its own), its prefork children
   writing their metrics to ``DEMO_DIR/worker-multiproc``, a directory of its
   own: the web servers' and the worker's are two deployments, each with its
-  own ``/metrics``.
+  own ``/metrics``;
+* ``manage.py db_worker --no-reload --interval 1``: django-tasks-db's worker,
+  which runs the ``django.tasks`` tasks of ``shop/background.py`` (it looks
+  for a task every second when there is none). One process, its metrics in
+  its memory; its ``/metrics`` on ``EXAMPLE_DB_WORKER_METRICS_PORT`` (9809)
+  and its heartbeat file ``DEMO_DIR/db-worker-heartbeat``, both its own
+  (the Celery worker's are ``EXAMPLE_WORKER_METRICS_PORT``, 9808, and
+  ``DEMO_DIR/celery/worker-heartbeat``).
 
 The broker is what the settings say: Kombu's filesystem transport in
 ``DEMO_DIR/celery`` (``EXAMPLE_CELERY_DIR``) unless ``EXAMPLE_CELERY_BROKER_URL``
 names a server.
 
-Both write their JSON log lines to this launcher's standard output. Ctrl-C
-(SIGINT) or SIGTERM stops both: each gets one SIGTERM, to its own process id
-(gunicorn's graceful stop, Celery's warm shutdown: running tasks finish), and
-its whole process group is killed if it is still there after
-``STOP_TIMEOUT`` seconds; what is left of a group whose main process has gone
-gets SIGTERM. The first SIGTERM goes to the main process only: Celery
-stops its pool's children itself, and a child terminated from outside while
-the pool shuts down can leave the worker waiting forever on the pool's lock.
-When either program exits on its own, the other is stopped and the launcher
+All three write their JSON log lines to this launcher's standard output.
+Ctrl-C (SIGINT) or SIGTERM stops all three: each gets one SIGTERM, to its own
+process id (gunicorn's graceful stop, Celery's warm shutdown, the db worker's
+graceful stop: running tasks finish), and its whole process group is killed
+if it is still there after ``STOP_TIMEOUT`` seconds; what is left of a group
+whose main process has gone gets SIGTERM. The first SIGTERM goes to the main
+process only: Celery stops its pool's children itself, and a child terminated
+from outside while the pool shuts down can leave the worker waiting forever
+on the pool's lock.
+When any program exits on its own, the others are stopped and the launcher
 exits with status 1.
 """
 
@@ -49,13 +57,19 @@ POLL_INTERVAL = 0.2
 
 
 def commands(demo_dir: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """Program name -> (argv, environment), for the web server and the worker."""
+    """Program name -> (argv, environment), for the web server and the two workers."""
     # Both find the broker's folders (the filesystem transport) and beat's
     # schedule file in DEMO_DIR/celery unless EXAMPLE_CELERY_DIR says otherwise.
     env = dict(os.environ)
     env.setdefault("EXAMPLE_CELERY_DIR", str(demo_dir / "celery"))
     web_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(demo_dir / "prometheus-multiproc"))
     worker_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(demo_dir / "worker-multiproc"))
+    # One process: its metrics stay in its memory (no multiprocess directory).
+    db_worker_env = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    db_worker_env.update(
+        EXAMPLE_WORKER_METRICS_PORT=os.environ.get("EXAMPLE_DB_WORKER_METRICS_PORT", "9809"),
+        EXAMPLE_WORKER_HEARTBEAT_FILE=str(demo_dir / "db-worker-heartbeat"),
+    )
     level = os.environ.get("EXAMPLE_LOG_LEVEL", "INFO")
     python = sys.executable
     return {
@@ -66,6 +80,10 @@ def commands(demo_dir: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
                 "--pool", "prefork", "--concurrency", "2", "--beat", "--loglevel", level,
             ],
             worker_env,
+        ),
+        "db worker": (
+            [python, "manage.py", "db_worker", "--no-reload", "--interval", "1"],
+            db_worker_env,
         ),
     }  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The example project's background work with real programs: gunicorn, ``celery -A example worker``.
+"""The example project's background work with real programs: gunicorn, Celery, ``db_worker``.
 
 The example project under gunicorn and its own Celery worker, started as a
 reader of docs/example-tasks.md would (``celery -A example worker --beat``
@@ -14,9 +14,17 @@ private redis-server (``EXAMPLE_CELERY_BROKER_URL``). Requests to
 * the worker's ``/metrics`` (on ``EXAMPLE_WORKER_METRICS_PORT``) counts each
   run by outcome, and gunicorn's ``/metrics`` each task it enqueued.
 
-Then ``make demo``'s launcher (example_project/run_demo.py): it starts gunicorn
-and the worker, a report goes through, and Ctrl-C (SIGINT) stops both and
-every process they started; when one of the two dies, the other is stopped.
+A broker that stops answering (the private redis-server paused with
+SIGSTOP: connections are accepted, nothing is answered) makes ``POST
+/api/v1/reports/`` answer 503 with a short error within the bounds the
+settings give Celery (a couple of seconds, not gunicorn's 30 s timeout), while
+the other pages answer as usual; once it answers again, reports are enqueued
+again.
+
+Then ``make demo``'s launcher (example_project/run_demo.py): it starts gunicorn,
+the Celery worker and django-tasks-db's ``manage.py db_worker``; a report and
+an export go through, each run by its worker, and Ctrl-C (SIGINT) stops all
+three and every process they started; when one dies, the others are stopped.
 
 Everything on 127.0.0.1, free ports, temporary folders; stopped by process id.
 """
@@ -29,6 +37,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +208,58 @@ def test_worker_and_web_metrics_count_the_tasks(stack):
     assert enqueued == {(name,): 1.0 for name in KINDS.values()}
 
 
+# --- a broker that does not answer --------------------------------------------------------
+
+# Longer than the settings' bound on a publish to a broker that does not answer
+# (a connection attempt, one retry: about 3 s), far shorter than what it was
+# without them (the request held until gunicorn's 30 s timeout killed the worker).
+PUBLISH_BOUND = 10.0
+
+
+def test_reports_answer_503_soon_while_redis_is_paused_and_other_pages_are_unaffected(
+    tmp_path,
+):
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(running_redis(tmp_path / "redis"))
+        env = project_env(
+            tmp_path,
+            tmp_path / "db.sqlite3",
+            free_port(),
+            EXAMPLE_CELERY_BROKER_URL=redis.url,
+        )
+        migrated(env)
+        web = make_gunicorn("gunicorn", tmp_path, env, workers=2)
+        stack.callback(web.stop)
+        web.start()
+        web.wait_ready("/api/v1/items/1/")
+        post_report(web.url, "report")  # the web process holds a connection to Redis now
+
+        redis.pause()
+        stack.callback(redis.resume)
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        for _ in range(2):  # on the connection it held, then on a new one
+            # timeout: urllib raises TimeoutError if no answer comes within the bound.
+            pending = pool.submit(http, f"{web.url}{REPORTS}", method="POST", timeout=PUBLISH_BOUND)
+            # Meanwhile gunicorn's other worker serves the other pages.
+            assert http(web.url + "/api/v1/items/1/", timeout=PUBLISH_BOUND).status == 200
+            resp = pending.result()
+            assert resp.status == 503, (resp.status, resp.body[:500])
+            assert resp.headers["content-type"] == "application/json"
+            assert resp.json() == {"error": "broker unavailable"}  # no exception text
+        assert http(web.url + "/api/v1/items/1/", timeout=PUBLISH_BOUND).status == 200
+
+        redis.resume()
+        post_report(web.url, "report")  # answered again: 202
+        # Why the 503s: one error line each, with the broker's error.
+        errors = [
+            line
+            for line in json_lines(web.log_path.read_text(errors="replace"))
+            if line["message"] == "report not enqueued: broker unavailable"
+        ]
+        assert len(errors) == 2, web.log_tail()
+        assert all(line["error"]["type"] == "kombu.exceptions.OperationalError" for line in errors)
+
+
 # --- make demo's launcher ---------------------------------------------------------------------
 
 
@@ -217,6 +278,7 @@ class Demo:
     log: Path
     url: str
     metrics_url: str
+    db_metrics_url: str
     demo_dir: Path
 
     def text(self) -> str:
@@ -232,11 +294,12 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
     """run_demo.py as `make demo` runs it, on free ports, its folder in ``tmp_path``."""
     db = tmp_path / "db.sqlite3"
     env = example_env(db)
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, db_metrics_port = free_port(), free_port(), free_port()
     env.update(
         GUNICORN_BIND=f"127.0.0.1:{port}",
         GUNICORN_CMD_ARGS=gunicorn_args(),
         EXAMPLE_WORKER_METRICS_PORT=str(metrics_port),
+        EXAMPLE_DB_WORKER_METRICS_PORT=str(db_metrics_port),
     )
     env.pop("EXAMPLE_CELERY_DIR", None)  # the launcher's default: DEMO_DIR/celery
     migrated(env)
@@ -252,13 +315,22 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    demo = Demo(proc, log, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", demo_dir)
+    demo = Demo(
+        proc,
+        log,
+        f"http://127.0.0.1:{port}",
+        f"http://127.0.0.1:{metrics_port}",
+        f"http://127.0.0.1:{db_metrics_port}",
+        demo_dir,
+    )
     try:
         up = wait_for(
             lambda: (
                 http(demo.url + "/api/v1/items/1/", timeout=2).status == 200
                 and http(demo.metrics_url + "/metrics", timeout=2).status == 200
+                and http(demo.db_metrics_url + "/metrics", timeout=2).status == 200
                 and " ready." in demo.text()
+                and "Starting worker" in demo.text()
             ),
             deadline=40.0,
         )
@@ -281,7 +353,16 @@ def gone(processes: list[psutil.Process]) -> bool:
     return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
 
 
-def test_the_demo_launcher_runs_both_and_ctrl_c_stops_both(tmp_path):
+def post_export(base_url: str) -> tuple[str, str]:
+    """POST /api/v1/exports/ (Django's task framework): the task id of the 202, the request id."""
+    resp = http(f"{base_url}/api/v1/exports/", method="POST")
+    assert resp.status == 202, (resp.status, resp.body[:500])
+    body = resp.json()
+    assert body["task"] == "shop.background.export_orders"
+    return body["task_id"], resp.headers["x-request-id"]
+
+
+def test_the_demo_launcher_runs_all_three_and_ctrl_c_stops_them(tmp_path):
     with running_demo(tmp_path) as demo:
         tree = demo.tree()
         commands = [" ".join(p.cmdline()) for p in tree]
@@ -289,23 +370,37 @@ def test_the_demo_launcher_runs_both_and_ctrl_c_stops_both(tmp_path):
         assert sum("celery -A example worker" in c and "--beat" in c for c in commands) >= 3, (
             commands  # the main process, two prefork children (and beat)
         )
+        assert sum("manage.py db_worker --no-reload" in c for c in commands) == 1, commands
         task_id, _ = post_report(demo.url, "report")
+        export_id, export_request = post_export(demo.url)
         wait_for_line(demo.text, task_id, "succeeded")
+        # The db worker ran the export: its line carries the task and the request.
+        exported = wait_for_line(demo.text, export_id, "orders exported")
+        assert exported["task"] == {"id": export_id, "name": "shop.background.export_orders"}
+        assert exported["http"]["request"]["id"] == export_request
         # The default broker: the filesystem transport in DEMO_DIR/celery.
         assert list((demo.demo_dir / "celery" / "processed").glob("*.msg"))
         # The worker's metrics store is its own, not the web servers'.
         assert list((demo.demo_dir / "worker-multiproc").iterdir())
+        # The db worker's /metrics and heartbeat are its own too.
+        finished = by_labels(scrape(demo.db_metrics_url), "tasks_finished_total", "task", "outcome")
+        assert finished == {("shop.background.export_orders", "success"): 1.0}
+        assert (demo.demo_dir / "db-worker-heartbeat").exists()
+        assert (demo.demo_dir / "celery" / "worker-heartbeat").exists()
 
         demo.proc.send_signal(signal.SIGINT)
         assert demo.proc.wait(timeout=30) == 0, demo.text()[-4000:]
         assert wait_for(lambda: gone(tree), deadline=5.0), [p for p in tree if not gone([p])]
         assert "Warm shutdown" in demo.text()
         assert "Shutting down: Master" in demo.text()
+        assert "shutting down gracefully" in demo.text()  # the db worker's SIGTERM
+        assert not (demo.demo_dir / "db-worker-heartbeat").exists()
 
 
-def test_the_demo_launcher_stops_the_worker_when_gunicorn_dies(tmp_path):
+def test_the_demo_launcher_stops_the_workers_when_gunicorn_dies(tmp_path):
     with running_demo(tmp_path) as demo:
         tree = demo.tree()
+        assert any("db_worker" in " ".join(p.cmdline()) for p in tree)
         master = next(p for p in tree if "gunicorn" in " ".join(p.cmdline()))
         master.kill()
 

@@ -5,6 +5,7 @@ Values come from the environment where a deployment would want to change them
 """
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 from django_observability.logging import logging_config
@@ -22,6 +23,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_observability",
+    # Django's task framework: django.tasks on Django 6.0 and later, the
+    # django-tasks backport (an app of its own) on 5.2; django-tasks-db is
+    # its database backend and worker (a table of tasks: `manage.py migrate`).
+    *([] if find_spec("django.tasks") else ["django_tasks"]),
+    "django_tasks_db",
     "shop",
 ]
 
@@ -102,7 +108,26 @@ if CELERY_BROKER_URL.startswith("filesystem:"):
         "control_folder": str(celery_dir / "control"),
         "polling_interval": 0.2,  # seconds between looks at the queue folder
     }
+elif CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
+    # A Redis that stops answering (paused, overloaded, or gone without closing
+    # the TCP connection) fails a command after socket_timeout seconds; with
+    # Kombu's default (no timeout) a publish waits for it forever, and under
+    # gunicorn the request lasted until the 30 s worker timeout killed the worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A request that enqueues waits a couple of seconds at most for a broker that
+# does not answer, then POST /api/v1/reports/ answers 503: each attempt is
+# bounded (the socket timeouts above for Redis, CELERY_BROKER_CONNECTION_TIMEOUT
+# for a connection to an AMQP broker) and a failed publish is retried once on
+# a new connection (which is enough when the broker has just restarted), not
+# Celery's default three times. A paused Redis: 503 in about 3 s.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 # No result backend: POST /api/v1/reports/ answers with the task id, and the
 # worker's log line "Task ... succeeded" (JSON, with task.id) shows the result.
 CELERY_TASK_IGNORE_RESULT = True
@@ -121,6 +146,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(celery_dir / "beat-schedule")
+
+# --- Background work: Django's task framework ---------------------------------
+# The tasks of shop/background.py (POST /api/v1/exports/ enqueues one) go to
+# django-tasks-db's database backend: a row in this database, which `python
+# manage.py db_worker` (from example_project/) takes and runs. No import here:
+# the setting names the backend by its path, on Django 6 and on 5.2 alike.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # --- django-observability -------------------------------------------------
 # Identity of the service (service_version appears in the build info metric).
@@ -225,12 +257,17 @@ OBSERVABILITY_AUTH_EVENTS = True
 OBSERVABILITY_SECURITY_EVENTS = True
 OBSERVABILITY_AUDIT_LOG_USERNAMES = False
 
-# Background work: the Celery worker's main process serves the same protected
-# /metrics on this port (127.0.0.1); its prefork children write to their own
-# PROMETHEUS_MULTIPROC_DIR, not the web servers'. EXAMPLE_WORKER_METRICS_PORT=""
-# turns it off.
+# Background work: a worker (the Celery worker's main process, or `manage.py
+# db_worker`) serves the same protected /metrics on this port (127.0.0.1);
+# Celery's prefork children write to their own PROMETHEUS_MULTIPROC_DIR, not
+# the web servers'. EXAMPLE_WORKER_METRICS_PORT="" turns it off. Two workers
+# on one host each need a port and a heartbeat file of their own: run_demo.py
+# gives the db worker EXAMPLE_DB_WORKER_METRICS_PORT (9809) and
+# DEMO_DIR/db-worker-heartbeat.
 worker_metrics_port = os.environ.get("EXAMPLE_WORKER_METRICS_PORT", "9808")
 OBSERVABILITY_WORKER_METRICS_PORT = int(worker_metrics_port) if worker_metrics_port else None
-# The file the worker's main process refreshes and `manage.py
-# observability_worker_alive` reads (a container's liveness probe).
-OBSERVABILITY_WORKER_HEARTBEAT_FILE = str(celery_dir / "worker-heartbeat")
+# The file the worker refreshes and `manage.py observability_worker_alive`
+# reads (a container's liveness probe).
+OBSERVABILITY_WORKER_HEARTBEAT_FILE = os.environ.get("EXAMPLE_WORKER_HEARTBEAT_FILE") or str(
+    celery_dir / "worker-heartbeat"
+)

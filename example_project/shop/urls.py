@@ -7,6 +7,7 @@ urlpatterns = [
     path("login/", views.api_login, name="api-login"),
     path("groups/", views.api_create_group, name="api-create-group"),
     path("reports/", views.enqueue_report, name="reports"),
+    path("exports/", views.enqueue_export, name="exports"),
     path("items/<int:pk>/", views.item_detail, name="item-detail"),
     path("async/items/<int:pk>/", views.async_item_detail, name="async-item-detail"),
     path("orders/<uuid:order_id>/", views.order_detail, name="order-detail"),

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from kombu.exceptions import OperationalError
 
 from django_observability.audit import record_event
-from shop import tasks
+from shop import background, tasks
 
 logger = logging.getLogger("shop")
 
@@ -149,9 +149,12 @@ def enqueue_report(request):
     """Enqueues a report task and answers 202 with its id; the worker runs it.
 
     ``?kind=report`` (the default) builds a report, ``fail`` a task that
-    raises, ``retry`` one retried once. CSRF-exempt like the other API views
-    here: clients are scripts with no session cookie to forge requests with
-    (an API that authenticates with cookies would keep the CSRF check).
+    raises, ``retry`` one retried once. When the broker refuses the message
+    or does not answer within the bounds the settings give Celery (a couple
+    of seconds), it answers 503 with a short error and logs why.
+    CSRF-exempt like the other API views here: clients are scripts with no
+    session cookie to forge requests with (an API that authenticates with
+    cookies would keep the CSRF check).
     """
     kind = request.GET.get("kind", "report")
     if kind not in REPORT_TASKS:
@@ -163,3 +166,24 @@ def enqueue_report(request):
         logger.exception("report not enqueued: broker unavailable")
         return JsonResponse({"error": "broker unavailable"}, status=503)
     return JsonResponse({"task_id": result.id, "task": task.name}, status=202)
+
+
+# What POST /api/v1/exports/?kind=... enqueues (Django's task framework).
+EXPORT_TASKS = {"orders": background.export_orders, "fail": background.fail_export}
+
+
+@csrf_exempt
+@require_POST
+def enqueue_export(request):
+    """Enqueues an export with Django's task framework; answers 202 with its id.
+
+    ``?kind=orders`` (the default) exports, ``fail`` enqueues a task that
+    raises. The task's row is written in this request's database; ``manage.py
+    db_worker`` runs it. CSRF-exempt for the same reason as the reports view.
+    """
+    kind = request.GET.get("kind", "orders")
+    if kind not in EXPORT_TASKS:
+        return JsonResponse({"error": f"kind must be one of {sorted(EXPORT_TASKS)}"}, status=400)
+    task = EXPORT_TASKS[kind]
+    result = task.enqueue()
+    return JsonResponse({"task_id": str(result.id), "task": task.module_path}, status=202)
