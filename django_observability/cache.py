@@ -405,11 +405,11 @@ def _database_system(backend: Any) -> str:
 
     # db.py's vendor -> db.system.name table, so a cache table's spans and its
     # queries' spans name the same system.
-    from django_observability.db import _SYSTEMS
+    from django_observability.db import system_name
 
     try:
         vendor = connections[router.db_for_write(backend.cache_model_class)].vendor
-        return _SYSTEMS.get(vendor, vendor)
+        return system_name(vendor)
     except Exception:
         return "other_sql"
 

@@ -42,6 +42,11 @@ _SYSTEMS = {
 _perf_counter = time.perf_counter
 
 
+def system_name(vendor: str) -> str:
+    """``db.system.name`` of a Django database vendor (``postgresql``, ``oracle.db``...)."""
+    return _SYSTEMS.get(vendor, vendor)
+
+
 def operation(sql: str) -> str:
     """SELECT, INSERT, UPDATE, DELETE, or ``other`` (the statement's first word)."""
     head = sql[:16].lstrip()[:6].upper()
@@ -54,7 +59,7 @@ class QueryObserver:
     def __init__(self, connection: Any) -> None:
         settings = connection.settings_dict
         self.alias = connection.alias
-        self.system = _SYSTEMS.get(connection.vendor, connection.vendor)
+        self.system = system_name(connection.vendor)
         self.namespace = str(settings.get("NAME") or "")
         if self.system == "sqlite":
             self.namespace = self.namespace.rsplit("/", 1)[-1]
