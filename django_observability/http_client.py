@@ -18,8 +18,9 @@ for a call:
   never see. ``server_address`` comes from outside the URLconf: it is capped
   by ``OBSERVABILITY_METRICS_LABEL_CAP`` (``_other``).
 * **The stable HTTP conventions.** The instrumentations follow
-  ``OTEL_SEMCONV_STABILITY_OPT_IN``; when it is unset the app sets it to
-  ``http`` before enabling them (``url.full``, ``http.request.method``,
+  ``OTEL_SEMCONV_STABILITY_OPT_IN``, which the first instrumentation enabled in
+  a process reads once; when it is unset the app sets it to ``http`` in
+  ``ready()``, before any instrumentation it enables (``url.full``, ``http.request.method``,
   ``server.address``, ``http.response.status_code``, ``error.type``).
   The bridge reads the old conventions' histogram (milliseconds) only when
   the process was set to them before we could choose.
@@ -348,7 +349,6 @@ def _instrument(name: str) -> None:
                     name,
                 )
             return
-        os.environ.setdefault(_OPT_IN, "http")
         if name == "httpx":
             from opentelemetry.metrics import NoOpMeterProvider
 
@@ -366,7 +366,12 @@ def enable() -> None:
 
     From ``AppConfig.ready()``, after tracing is set up; imports nothing.
     """
-    for name in valid_or_default("HTTP_CLIENT_INSTRUMENTATIONS"):
+    names = valid_or_default("HTTP_CLIENT_INSTRUMENTATIONS")
+    if names:
+        # Read once per process by the first instrumentation enabled (Celery's
+        # too, which ready() enables after this): so set it before any of them.
+        os.environ.setdefault(_OPT_IN, "http")
+    for name in names:
         library = INSTRUMENTATIONS[name][0]
         after_import(library, lambda name=name: _instrument(name))
 

@@ -251,6 +251,34 @@ LOGGING = logging_config(os.environ.get("EXAMPLE_LOG_LEVEL", "INFO"))
 # Redacted in log lines besides the built-in names (passwords, tokens, cards...).
 OBSERVABILITY_LOG_REDACT_KEYS = ["coupon_code"]
 
+# Dependencies (docs/cache.md, docs/http-client.md). Every CACHES alias is
+# measured and traced with its BACKEND as it is; EXAMPLE_REDIS_URL puts the
+# default cache on a Redis server (Django's RedisCache) instead of memory.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "example",
+    }
+}
+if os.environ.get("EXAMPLE_REDIS_URL"):
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ["EXAMPLE_REDIS_URL"],
+    }
+OBSERVABILITY_CACHE_METRICS = True  # cache_operations_total, cache_operation_duration_seconds
+OBSERVABILITY_TRACING_CACHE_SPANS = True  # a span per operation inside a trace
+# Outgoing calls (requests, httpx, urllib3): OpenTelemetry's instrumentations,
+# a client span and http_client_request_duration_seconds each. The request id
+# goes only to these hosts (our own services); the traceparent goes to all.
+OBSERVABILITY_HTTP_CLIENT_INSTRUMENTATIONS = ["requests", "httpx", "urllib3"]
+OBSERVABILITY_HTTP_CLIENT_REQUEST_ID_HOSTS = os.environ.get(
+    "EXAMPLE_REQUEST_ID_HOSTS", "127.0.0.1,localhost"
+).split(",")
+# What GET /api/v1/upstream/ calls: by default the example's own echo view.
+EXAMPLE_UPSTREAM_URL = (
+    os.environ.get("EXAMPLE_UPSTREAM_URL") or "http://127.0.0.1:8000/api/v1/echo/"
+)
+
 # Auth, audit and security events (counters + records on django_observability.audit).
 OBSERVABILITY_AUDIT_MODELS = ["auth.User", "auth.Group"]
 OBSERVABILITY_AUTH_EVENTS = True

@@ -100,6 +100,57 @@ def stats(request):
     )
 
 
+STATS_KEY = "shop:stats"
+
+
+def cached_stats(request):
+    """Stats kept in the cache for 30 s: a miss runs two queries and stores them, a hit none.
+
+    Each cache operation shows up in cache_operations_total (result hit or
+    miss), as a span under the request's, and in the access line's
+    ``cache.hits`` / ``cache.misses``.
+    """
+    from django.contrib.auth.models import Group, User
+    from django.core.cache import cache
+
+    value = cache.get(STATS_KEY)
+    hit = value is not None
+    if not hit:
+        value = {"users": User.objects.count(), "groups": Group.objects.count()}
+        cache.set(STATS_KEY, value, 30)
+    return JsonResponse({**value, "cached": hit})
+
+
+def echo(request):
+    """The default upstream: which trace and request id reached it (no other header)."""
+    return JsonResponse(
+        {
+            "traceparent": request.headers.get("traceparent"),
+            "request_id": request.headers.get("X-Request-ID"),
+        }
+    )
+
+
+def upstream(request):
+    """Calls ``EXAMPLE_UPSTREAM_URL`` with requests: a client span, a metric, the trace carried on.
+
+    An upstream that is down or slow (2 s) answers 502 here, its reason in the log.
+    """
+    import requests
+    from django.conf import settings
+
+    try:
+        response = requests.get(settings.EXAMPLE_UPSTREAM_URL, timeout=2.0)
+    except requests.RequestException as exc:
+        logger.warning("upstream unavailable: %s", type(exc).__name__)
+        return JsonResponse({"error": "upstream unavailable"}, status=502)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return JsonResponse({"upstream_status": response.status_code, "upstream": body})
+
+
 async def async_stats(request):
     from django.contrib.auth.models import Group, User
 
