@@ -567,6 +567,9 @@ class Settings:
     DB_METRICS: Setting[bool] = Setting("E046", True, _bool)
     CACHE_METRICS: Setting[bool] = Setting("E120", True, _bool)
     TRACING_CACHE_SPANS: Setting[bool] = Setting("E121", True, _bool)
+    DB_CONNECTION_METRICS: Setting[bool] = Setting("E140", True, _bool)
+    DB_POOL_METRICS_INTERVAL: Setting[float] = Setting("E141", 5.0, _positive_number)
+    DB_SQL_COMMENTS: Setting[bool] = Setting("E142", False, _bool)
     ACCESS_LOG: Setting[bool] = Setting("E047", True, _bool)
     TRACING_EXIT_TIMEOUT: Setting[float] = Setting(
         "E048", DEFAULT_TRACING_EXIT_TIMEOUT, _positive_number

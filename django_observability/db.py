@@ -24,6 +24,7 @@ from django_observability.conf import valid_or_default
 from django_observability.context import count_query
 from django_observability.formats import exception_name
 from django_observability.metrics import get_metrics
+from django_observability.sql_comments import with_trace_comment
 from django_observability.tracing import get_tracer, set_error, spans_suppressed
 
 logger = logging.getLogger("django_observability")
@@ -74,9 +75,11 @@ class QueryObserver:
             tracer = get_tracer()
             if tracer is not None and not spans_suppressed():
                 span = self._start_span(tracer, op, sql)
+        # The trace context as a comment: only the text sent changes (sql_comments.py).
+        sent = with_trace_comment(sql, params, span) if _comments_enabled() else sql
         start = _perf_counter()
         try:
-            result = execute(sql, params, many, context)
+            result = execute(sent, params, many, context)
         except Exception as exc:
             self._record(op, _perf_counter() - start, exc)
             if span is not None:
@@ -131,16 +134,17 @@ class QueryObserver:
             logger.exception("django_observability: could not record a query")
 
 
-_flags: tuple[bool, bool] | None = None
+_flags: tuple[bool, bool, bool] | None = None
 
 
-def _load_flags() -> tuple[bool, bool]:
+def _load_flags() -> tuple[bool, bool, bool]:
     global _flags
     flags = _flags
     if flags is None:
         flags = _flags = (
             bool(valid_or_default("TRACING_DB_SPANS")),
             bool(valid_or_default("DB_METRICS")),
+            bool(valid_or_default("DB_SQL_COMMENTS")),
         )
     return flags
 
@@ -151,6 +155,10 @@ def _spans_enabled() -> bool:
 
 def _metrics_enabled() -> bool:
     return (_flags or _load_flags())[1]
+
+
+def _comments_enabled() -> bool:
+    return (_flags or _load_flags())[2]
 
 
 def reset() -> None:
@@ -171,4 +179,7 @@ def attach(sender: Any = None, connection: Any = None, **kwargs: Any) -> None:
 
 
 def install() -> None:
+    from django_observability import db_connections
+
     connection_created.connect(attach, dispatch_uid="django_observability.db.attach")
+    db_connections.install()  # connections opened and failed, Django's pool (its own module)

@@ -458,6 +458,74 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         unit="seconds",
         buckets="latency",
     ),
+    # Database connections (db_connections.py): alias is a key of DATABASES. The pool's
+    # figures are this process's pool, sampled; livesum adds up the live workers' pools.
+    Instrument(
+        "db_connections_created",
+        Counter,
+        "db_client_connections_created",
+        "Database server connections opened, by alias (with Django's pool: by the pool).",
+        ("alias",),
+    ),
+    Instrument(
+        "db_connection_errors",
+        Counter,
+        "db_client_connection_errors",
+        "Failed attempts to open a database connection, by alias.",
+        ("alias",),
+    ),
+    Instrument(
+        "db_connection_timeouts",
+        Counter,
+        "db_client_connection_timeouts",
+        "Requests for a connection that Django's pool could not serve in its timeout, by alias.",
+        ("alias",),
+    ),
+    Instrument(
+        "db_connection_count",
+        Gauge,
+        "db_client_connection_count",
+        "Connections of Django's pool, by alias and state (used, idle).",
+        ("alias", "state"),
+        multiprocess_mode="livesum",
+    ),
+    Instrument(
+        "db_connection_max",
+        Gauge,
+        "db_client_connection_max",
+        "Most connections Django's pool may open (its max_size), by alias.",
+        ("alias",),
+        multiprocess_mode="livesum",
+    ),
+    Instrument(
+        "db_connection_pending",
+        Gauge,
+        "db_client_connection_pending_requests",
+        "Requests waiting for a connection of Django's pool, by alias.",
+        ("alias",),
+        multiprocess_mode="livesum",
+    ),
+    Instrument(
+        "db_connection_requests",
+        Counter,
+        "db_client_connection_requests",
+        "Connections asked of Django's pool, by alias.",
+        ("alias",),
+    ),
+    Instrument(
+        "db_connection_queued",
+        Counter,
+        "db_client_connection_queued_requests",
+        "Connections asked of Django's pool that had to wait for one, by alias.",
+        ("alias",),
+    ),
+    Instrument(
+        "db_connection_wait_time",
+        Counter,
+        "db_client_connection_wait_time_seconds",
+        "Time spent waiting for a connection of Django's pool, by alias.",
+        ("alias",),
+    ),
 )
 
 # Made on the first readiness evaluation, not with the others: a label-less

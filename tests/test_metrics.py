@@ -59,6 +59,15 @@ CONTRACT = {
         ("method", "server_address", "status"),
         None,
     ),
+    "db_client_connections_created": (Counter, ("alias",), None),
+    "db_client_connection_errors": (Counter, ("alias",), None),
+    "db_client_connection_timeouts": (Counter, ("alias",), None),
+    "db_client_connection_count": (Gauge, ("alias", "state"), "livesum"),
+    "db_client_connection_max": (Gauge, ("alias",), "livesum"),
+    "db_client_connection_pending_requests": (Gauge, ("alias",), "livesum"),
+    "db_client_connection_requests": (Counter, ("alias",), None),
+    "db_client_connection_queued_requests": (Counter, ("alias",), None),
+    "db_client_connection_wait_time_seconds": (Counter, ("alias",), None),
     "health_ready": (Gauge, (), "livemin"),
 }
 
