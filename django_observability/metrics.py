@@ -192,6 +192,10 @@ TASK_BUCKETS = (
     600.0, 1800.0, 3600.0,
 )  # fmt: skip
 
+# At most this many task names (or name and outcome pairs) keep their label
+# children at hand; the names themselves are capped by the label cap anyway.
+_CHILDREN_MAX = 1000
+
 #: ``outcome`` of tasks_finished_total and task_duration_seconds: a fixed set.
 #: ``retry``: the run asked to be retried (a new message is enqueued);
 #: ``rejected``/``ignored``: the task raised Celery's ``Reject``/``Ignore``;
@@ -582,6 +586,11 @@ class Metrics:
         }
         # What unregister() removes: every instrument made, including later ones.
         self._collectors: list[Any] = []
+        # Label children of the task metrics, by task name (see _task_child).
+        self._task_waits: dict[str, Any] = {}
+        self._task_actives: dict[str, Any] = {}
+        self._task_finisheds: dict[tuple[str, str], Any] = {}
+        self._task_durations: dict[tuple[str, str], Any] = {}
         for instrument in INSTRUMENTS:
             setattr(self, instrument.attr, self._create(instrument))
         self.build_info.labels(
@@ -732,10 +741,9 @@ class Metrics:
 
         ``queue_wait`` is ``None`` when unknown (a message without our header).
         """
-        label = self.task_label(task)
         if queue_wait is not None:
-            self.task_queue_wait.labels(label).observe(queue_wait)
-        self.tasks_active.labels(label).inc()
+            self._task_child(self._task_waits, self.task_queue_wait, task).observe(queue_wait)
+        self._task_child(self._task_actives, self.tasks_active, task).inc()
 
     def task_finished(
         self, task: str, outcome: str, seconds: float | None, started: bool = True
@@ -747,14 +755,38 @@ class Metrics:
         worker's main process saw end without its child: a hard time limit,
         a lost child).
         """
-        if outcome not in TASK_OUTCOMES:
-            raise ValueError(f"not a task outcome: {outcome!r}")
-        label = self.task_label(task)
-        self.tasks_finished.labels(label, outcome).inc()
+        key = (task, outcome)
+        finished = self._task_finisheds.get(key)
+        if finished is None:
+            if outcome not in TASK_OUTCOMES:
+                raise ValueError(f"not a task outcome: {outcome!r}")
+            finished = self.tasks_finished.labels(self.task_label(task), outcome)
+            if len(self._task_finisheds) < _CHILDREN_MAX:
+                self._task_finisheds[key] = finished
+        finished.inc()
         if seconds is not None:
-            self.task_duration.labels(label, outcome).observe(seconds)
+            duration = self._task_durations.get(key)
+            if duration is None:
+                duration = self.task_duration.labels(self.task_label(task), outcome)
+                if len(self._task_durations) < _CHILDREN_MAX:
+                    self._task_durations[key] = duration
+            duration.observe(seconds)
         if started:
-            self.tasks_active.labels(label).dec()
+            self._task_child(self._task_actives, self.tasks_active, task).dec()
+
+    def _task_child(self, memo: dict[str, Any], metric: Any, task: str) -> Any:
+        """``metric``'s series for a task, kept per name: a worker runs few task names.
+
+        Looked up once per name (capped there) instead of at every run:
+        ``labels()`` validates and locks each time. The memo is bounded: names
+        past :data:`_CHILDREN_MAX` are looked up each time.
+        """
+        child = memo.get(task)
+        if child is None:
+            child = metric.labels(self.task_label(task))
+            if len(memo) < _CHILDREN_MAX:
+                memo[task] = child
+        return child
 
     def record_http_client(
         self, method: str, server_address: str, status: str, seconds: float
