@@ -24,9 +24,10 @@ Choices, and why:
 * **The specification's rules**: pairs sorted by key, keys and values
   URL-encoded, a value's ``'`` escaped as ``\\'`` and the value single-quoted;
   a statement that already holds a comment (``/*`` or ``--``) is left
-  unchanged; a trailing ``;`` stays last. When the query has parameters,
-  a ``%`` of the comment is doubled, since Django's backends format
-  ``%s`` placeholders.
+  unchanged; a trailing ``;`` stays last. A traceparent holds no ``%``, so
+  the ``%s`` placeholders Django's backends format are never disturbed.
+* **Cheap**: the comment of the span commented last is kept, so the queries
+  of one span (the request's, without query spans) share it.
 * Only the text sent to the database changes: the span's ``db.query.text``
   and ``connection.queries`` keep the statement as the code wrote it.
 """
@@ -63,6 +64,10 @@ def traceparent(span_context: Any) -> str | None:
     )
 
 
+# The span context commented last and its comment (one tuple: replaced whole, thread-safe).
+_last: tuple[Any, str] = (None, "")
+
+
 def with_trace_comment(sql: str, params: Any, span: Any = None) -> str:
     """``sql`` with the trace context of ``span`` (else the current span) as a comment.
 
@@ -74,12 +79,20 @@ def with_trace_comment(sql: str, params: Any, span: Any = None) -> str:
             from opentelemetry import trace
 
             span = trace.get_current_span()
-        parent = traceparent(span.get_span_context())
-        if parent is None or "/*" in sql or "--" in sql:
+        global _last
+        context = span.get_span_context()
+        last_context, text = _last
+        if context is not last_context:
+            parent = traceparent(context)
+            if parent is None:
+                return sql
+            # What comment() writes for this one pair: a traceparent is hex digits
+            # and dashes, which URL-encoding leaves as they are (so no "%" either).
+            text = f"/*traceparent='{parent}'*/"
+            # The queries of one span (the request's, without query spans) share it.
+            _last = (context, text)
+        if "/*" in sql or "--" in sql:
             return sql
-        text = comment((("traceparent", parent),))
-        if params is not None:
-            text = text.replace("%", "%%")
         stripped = sql.rstrip()
         if stripped.endswith(";"):
             return f"{stripped[:-1]} {text};"

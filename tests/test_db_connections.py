@@ -309,12 +309,15 @@ def test_with_trace_comment_places_the_comment_as_the_spec_says():
     assert with_trace_comment("SELECT 1", None, Context(sampled=False)) == "SELECT 1"
 
 
-def test_a_percent_of_the_comment_is_doubled_when_the_query_has_parameters(monkeypatch):
-    from django_observability import sql_comments
-
-    monkeypatch.setattr(sql_comments, "traceparent", lambda context: "a%b")
-    assert with_trace_comment("SELECT %s", [1], Context()) == "SELECT %s /*traceparent='a%%25b'*/"
-    assert with_trace_comment("SELECT 1", None, Context()) == "SELECT 1 /*traceparent='a%25b'*/"
+def test_each_span_gets_its_own_comment():
+    first, second = Context(span_id=1), Context(span_id=2)
+    texts = [with_trace_comment("SELECT 1", None, span) for span in (first, second, first)]
+    assert [text[-22:-6] for text in texts] == [
+        "0000000000000001",
+        "0000000000000002",
+        "0000000000000001",
+    ]
+    assert with_trace_comment("SELECT 1", None, Context(sampled=False)) == "SELECT 1"
 
 
 def sent_to_sqlite(run):
