@@ -203,7 +203,8 @@ def test_pool_state_and_counters_follow_its_statistics(samples):
 
 
 def test_a_pool_timeout_is_a_timeout_other_failures_are_errors(samples):
-    from psycopg_pool import PoolTimeout, TooManyRequests
+    psycopg_pool = pytest.importorskip("psycopg_pool")
+    PoolTimeout, TooManyRequests = psycopg_pool.PoolTimeout, psycopg_pool.TooManyRequests
 
     pooled = PooledConnection(FakePool())
     db_connections.instrument(pooled)
