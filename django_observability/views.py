@@ -20,6 +20,7 @@ from django.views.decorators.http import require_safe
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from django_observability.db_connections import sample_pools
 from django_observability.exemplars import MultiProcessWithExemplars
 from django_observability.exemption import observability_exempt
 from django_observability.exposition import fast_encoder
@@ -79,6 +80,9 @@ def answer_scrape(request: HttpRequest) -> HttpResponse:
     instruments = get_metrics()
     if instruments is not None:
         instruments.update_process(force=True)
+        # The scraped process's connection pools as they are now (others', as
+        # their last reading left them: docs/database.md).
+        sample_pools()
     encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
     # Only OpenMetrics carries exemplars: the text format need not read them.
     registry = metrics_registry(exemplars=content_type.startswith("application/openmetrics"))
