@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Where pyenv provides the other supported interpreters, let nox find them.
 export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12|13)\.' | sort -V | awk -F. '!seen[$$1"."$$2]++' | paste -sd: -)
 
-.PHONY: venv peers lint docs test test-unit test-matrix demo bench bench-http bench-tasks bench-http-client clean
+.PHONY: venv peers lint docs test test-unit test-matrix demo bench bench-http bench-tasks bench-cache bench-http-client clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,10 +91,14 @@ bench: venv
 	$(BIN)/python benchmarks/run.py
 	$(MAKE) bench-http
 	$(MAKE) bench-tasks
+	$(MAKE) bench-cache
 	$(MAKE) bench-http-client
 
 bench-tasks: venv
 	$(BIN)/python benchmarks/tasks.py
+
+bench-cache: venv
+	$(BIN)/python benchmarks/cache.py
 
 bench-http-client: venv
 	$(BIN)/python benchmarks/http_client.py
