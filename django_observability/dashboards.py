@@ -1,4 +1,4 @@
-"""The five Grafana dashboards, as Grafana's JSON (default, empty metrics namespace).
+"""The six Grafana dashboards, as Grafana's JSON (default, empty metrics namespace).
 
 Every panel uses the same datasource variable, the same label selectors and
 ``$__rate_interval``. ``manage.py observability_assets`` writes them with the
@@ -335,7 +335,7 @@ def quantile(q: str, metric: str, by: str, sel: str) -> str:
     return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{sel}}}{RATE})))"
 
 
-# --- the five dashboards -----------------------------------------------------------
+# --- the six dashboards ------------------------------------------------------------
 
 
 def overview(latency_threshold: str = DEFAULT_LATENCY_THRESHOLD) -> dict[str, Any]:
@@ -1096,6 +1096,181 @@ def tasks() -> dict[str, Any]:
     )
 
 
+# Dependencies: caches (cache.py) and outgoing HTTP (http_client.py), narrowed by alias
+# and by the host called.
+CACHE = "cache_operation_duration_seconds"
+CACHE_OPS = "cache_operations_total"
+HTTP_CLIENT = "http_client_request_duration_seconds"
+CACHE_SEL = SEL + ', alias=~"$alias"'
+HOST_SEL = SEL + ', server_address=~"$server_address"'
+# Thresholds of the dependency alerts (assets/prometheus/rules/alerts.yml).
+DEPENDENCY_ERROR_RATIO = 0.1
+CACHE_ERRORS_PER_SECOND = 0.1
+
+
+def alias_var() -> dict[str, Any]:
+    return query_var(
+        "alias",
+        "Cache",
+        f'label_values({CACHE_OPS}{{job="$job"}}, alias)',
+        multi=True,
+        description="Aliases of CACHES (`default`, `sessions`...).",
+    )
+
+
+def server_address_var() -> dict[str, Any]:
+    return query_var(
+        "server_address",
+        "Host called",
+        f'label_values({HTTP_CLIENT}_count{{job="$job"}}, server_address)',
+        multi=True,
+        description="Hosts the service calls over HTTP; `_other` past the label cap.",
+    )
+
+
+def or_zero(part: str, whole: str) -> str:
+    """``part / whole``, 0 (not absent) for the series of ``whole`` that have no ``part``."""
+    return f"({part} or 0 * {whole}) / {whole}"
+
+
+def dependencies() -> dict[str, Any]:
+    reads = f'sum by (alias) (rate({CACHE_OPS}{{{CACHE_SEL}, result=~"hit|miss"}}{RATE}))'
+    hits = f'sum by (alias) (rate({CACHE_OPS}{{{CACHE_SEL}, result="hit"}}{RATE}))'
+    calls = f"sum by (server_address) (rate({HTTP_CLIENT}_count{{{HOST_SEL}}}{RATE}))"
+    failed = (
+        f"sum by (server_address) "
+        f'(rate({HTTP_CLIENT}_count{{{HOST_SEL}, status=~"5..|error"}}{RATE}))'
+    )
+    panels = [
+        row("Caches"),
+        panel(
+            "timeseries",
+            "Cache hit ratio by alias",
+            "what share of the cache reads find their key, per cache?",
+            [target(or_zero(hits, reads), "{{alias}}")],
+            w=12,
+            unit="percentunit",
+            defaults={"min": 0, "max": 1},
+            extra_description="Hits over hits and misses of get, get_many (per key), "
+            "get_or_set and has_key; reads that raised are errors, not misses (Cache errors "
+            "by alias). Alert DjangoCacheHitRatioCollapse fires when an alias's 30-minute "
+            "ratio falls below half of its ratio a day earlier, for 15 minutes, at more "
+            "than 0.1 reads per second: compare with this panel a day earlier.",
+        ),
+        panel(
+            "timeseries",
+            "Cache operations by alias and operation",
+            "how many cache operations per second, of which kind, on which cache?",
+            [
+                target(
+                    f"sum by (alias, operation) (rate({CACHE_OPS}{{{CACHE_SEL}}}{RATE}))",
+                    "{{alias}} {{operation}}",
+                )
+            ],
+            w=12,
+            unit="ops",
+            extra_description="Each call of the cache API once (get_many once per key), "
+            "whatever the backend does inside; the cache health check's probe counts too.",
+        ),
+        panel(
+            "timeseries",
+            "Cache latency p95 by alias and operation",
+            "how long do 95% of the cache operations take, per cache and kind?",
+            [
+                quantile_target(
+                    "0.95", CACHE, "alias, operation", CACHE_SEL, "{{alias}} {{operation}}"
+                )
+            ],
+            w=12,
+            unit="s",
+            extra_description="As the caller saw it (one per get_many call). Buckets start "
+            "at 100 µs: an in-process cache (locmem) sits in the first one.",
+        ),
+        panel(
+            "timeseries",
+            "Cache errors by alias",
+            "which caches raise errors to the code that calls them, and how often?",
+            [
+                target(
+                    f'sum by (alias) (rate({CACHE_OPS}{{{CACHE_SEL}, result="error"}}{RATE}))'
+                    f" or 0 * sum by (alias) (rate({CACHE_OPS}{{{CACHE_SEL}}}{RATE}))",
+                    "{{alias}}",
+                )
+            ],
+            w=12,
+            unit="ops",
+            alert_line=CACHE_ERRORS_PER_SECOND,
+            extra_description="Operations whose backend raised (a Redis or memcached server "
+            "down or timing out); the exception reached the caller. 0 for a cache in use "
+            "without errors. Alert DjangoCacheErrors fires when an alias stays above 0.1 "
+            "errors per second (dashed line) for 5 minutes.",
+        ),
+        row("Outgoing HTTP"),
+        panel(
+            "timeseries",
+            "Outgoing requests by host and status",
+            "how many calls per second does the service make to each host, with what answer?",
+            [
+                target(
+                    f"sum by (server_address, status) "
+                    f"(rate({HTTP_CLIENT}_count{{{HOST_SEL}}}{RATE}))",
+                    "{{server_address}} {{status}}",
+                )
+            ],
+            w=12,
+            unit="reqps",
+            extra_description="Calls made with requests, httpx or urllib3; status `error` "
+            "is a call that got no response (refused, timed out, reset).",
+        ),
+        panel(
+            "timeseries",
+            "Outgoing error ratio by host",
+            "which hosts fail the calls made to them, and for what share?",
+            [target(or_zero(failed, calls), "{{server_address}}")],
+            w=12,
+            unit="percentunit",
+            alert_line=DEPENDENCY_ERROR_RATIO,
+            extra_description="Calls answered 5xx or with no response over all calls to the "
+            "host (4xx are the caller's business and not counted); 0 for a host without "
+            "errors. Alert DjangoDependencyErrorRatio fires above 10% (dashed line) for "
+            "10 minutes at more than 0.1 calls per second.",
+        ),
+        panel(
+            "timeseries",
+            "Outgoing latency p95 by host",
+            "how long do 95% of the calls to each host take to answer?",
+            [
+                quantile_target(
+                    "0.95", HTTP_CLIENT, "server_address", HOST_SEL, "{{server_address}}"
+                )
+            ],
+            w=12,
+            unit="s",
+            extra_description="From sending the request to the response's headers (a body "
+            "streamed later is not in it); calls without a response count with the time "
+            "they took to fail.",
+        ),
+        panel(
+            "timeseries",
+            "Outgoing latency p50 by host",
+            "how long does a typical call to each host take?",
+            [quantile_target("0.5", HTTP_CLIENT, "server_address", HOST_SEL, "{{server_address}}")],
+            w=12,
+            unit="s",
+            extra_description="A p95 far above the p50: a few slow calls (retries, a slow "
+            "endpoint of that host); both up together: the host itself slowed down.",
+        ),
+    ]
+    return dashboard(
+        "django-dependencies",
+        "Django dependencies",
+        "What the service depends on: cache hit ratio, latency and errors by alias, and "
+        "outgoing HTTP calls' rate, error ratio and latency by host (django-observability).",
+        [job_var(), instance_var(), alias_var(), server_address_var()],
+        panels,
+    )
+
+
 def quantile_target(q: str, metric: str, by: str, sel: str, legend: str) -> dict[str, Any]:
     return target(quantile(q, metric, by, sel), legend)
 
@@ -1112,6 +1287,7 @@ def render(latency_threshold: str = DEFAULT_LATENCY_THRESHOLD) -> dict[str, str]
         "django-auth-security.json": auth_security(),
         "django-process-db.json": process_db(),
         "django-tasks.json": tasks(),
+        "django-dependencies.json": dependencies(),
     }
     return {
         name: json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n"

@@ -102,8 +102,8 @@ def test_render_writes_every_kind_of_asset():
     files = deploy_assets.render(AssetOptions())
     assert {"prometheus/rules/recording.yml", "prometheus/rules/alerts.yml"} <= files.keys()
     assert "alertmanager/alertmanager.yml" in files
-    assert sum(p.startswith("prometheus/tests/") for p in files) == 5
-    assert sum(p.startswith("grafana/dashboards/") for p in files) == 5
+    assert sum(p.startswith("prometheus/tests/") for p in files) == 6
+    assert sum(p.startswith("grafana/dashboards/") for p in files) == 6
 
 
 # --- namespace, job, objectives ------------------------------------------------------
@@ -269,9 +269,9 @@ def test_written_rules_pass_promtool(tmp_path):
         if result.returncode != 0
     ]
     assert not failed, "\n\n".join(failed)
-    # Every case ran its tests: 5 files, or 3 with other objectives (no SLO tests).
+    # Every case ran its tests: 6 files, or 4 with other objectives (no SLO tests).
     counts = {
         case: sum(" test rules " in " ".join(r.args) for c, r in results if c == case)
         for case in CASES
     }
-    assert counts == {"default": 5, "namespace-and-job": 5, "objectives": 3}
+    assert counts == {"default": 6, "namespace-and-job": 6, "objectives": 4}

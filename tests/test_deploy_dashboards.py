@@ -98,6 +98,11 @@ TASK_RUNS = {
     (KINDS["retry"], "success"),
 }
 BEAT_ENTRY = "refresh-stats"  # the example's beat entry (EXAMPLE_BEAT_SECONDS=1 here)
+# Dashboards whose series the stack below does not all make: their queries must parse,
+# data is not expected. The example project has no view that calls an upstream over HTTP
+# (nor one that uses the cache: its cache series come from the cache health check's probe
+# only) yet, so the dependencies dashboard's outgoing HTTP panels have no series here.
+WITHOUT_DATA_HERE = {"django-dependencies.json"}
 ARCHIVE = "/api/v1/archive/(?P<year>[0-9]{4})/"
 ITEM = "/api/v1/items/<int:pk>/"
 
@@ -259,6 +264,7 @@ def test_dashboard_structure():
         "django-auth-security.json",
         "django-process-db.json",
         "django-tasks.json",
+        "django-dependencies.json",
     }
     uids = [d["uid"] for d in dashboards.values()]
     assert len(set(uids)) == len(uids)
@@ -586,6 +592,8 @@ def test_panel_query_returns_data(stack: Stack, query: Query):
     status, payload = prometheus_get(stack.prometheus.url, "/api/v1/query", {"query": expr})
     assert status == 200, f"{query.id}: Prometheus refused {expr!r}: {payload}"
     assert payload["status"] == "success", payload
+    if query.dashboard in WITHOUT_DATA_HERE:
+        return
     result = payload["data"]["result"]
     assert result, f"{query.id}: no data for {expr}"
     assert _has_number(result), f"{query.id}: only NaN for {expr}: {result}"

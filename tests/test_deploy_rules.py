@@ -273,7 +273,12 @@ def promtool_unit_runs() -> Iterator[dict[str, subprocess.Popen[str]]]:
 
 def test_there_are_unit_tests() -> None:
     names = {p.name for p in UNIT_TEST_FILES}
-    assert {"recording_test.yml", "alerts_test.yml", "slo_test.yml"} <= names
+    assert {
+        "recording_test.yml",
+        "alerts_test.yml",
+        "slo_test.yml",
+        "dependencies_test.yml",
+    } <= names
 
 
 @pytest.mark.parametrize("path", UNIT_TEST_FILES, ids=lambda p: p.name)
@@ -433,7 +438,10 @@ def test_unit_tests_feed_only_metrics_the_app_emits() -> None:
                 if "method" in labels:
                     assert labels["method"] in METHODS, f"{path.name}: {item['series']}"
                 if "status" in labels:
-                    assert re.fullmatch(r"[1-5][0-9][0-9]", labels["status"]), item["series"]
+                    # An HTTP code, or "error" for an outgoing call that got no response.
+                    client = name.startswith("http_client_")
+                    codes = r"[1-5][0-9][0-9]|error" if client else r"[1-5][0-9][0-9]"
+                    assert re.fullmatch(codes, labels["status"]), item["series"]
                 le = re.search(r'le="([^"]+)"', item["series"])
                 if le and name.startswith("http_server_request_duration_seconds"):
                     assert le.group(1) in latency_buckets(), f"{path.name}: le={le.group(1)}"
