@@ -228,4 +228,3 @@ def test_cache_reads_are_counted_traced_and_on_the_access_line(run: dict) -> Non
         int(hit) for _t, hit in run["cached"]
     )
     assert sum(line["cache"]["misses"] for line in lines) == misses
-
