@@ -25,7 +25,7 @@ Choices, and why:
   URL-encoded, a value's ``'`` escaped as ``\\'`` and the value single-quoted;
   a statement that already holds a comment (``/*`` or ``--``) is left
   unchanged; a trailing ``;`` stays last. A traceparent holds no ``%``, so
-  the ``%s`` placeholders Django's backends format are never disturbed.
+  the ``%s`` parameter markers Django's backends format are never disturbed.
 * **Cheap**: the comment of the span commented last is kept, so the queries
   of one span (the request's, without query spans) share it.
 * Only the text sent to the database changes: the span's ``db.query.text``
