@@ -122,25 +122,46 @@ def cached_stats(request):
 
 
 def echo(request):
-    """The default upstream: which trace and request id reached it (no other header)."""
+    """The default upstream: which trace and request id reached it (no other header).
+
+    ``?status=503`` answers with that code instead of 200 (any code from 200 to
+    599; anything else is a 400): a failing upstream on demand, for the
+    outgoing error series (``/api/v1/upstream/?status=503``).
+    """
+    status = _status_param(request)
+    if status is None:
+        return JsonResponse({"error": "status must be a code from 200 to 599"}, status=400)
     return JsonResponse(
         {
             "traceparent": request.headers.get("traceparent"),
             "request_id": request.headers.get("X-Request-ID"),
-        }
+        },
+        status=status,
     )
+
+
+def _status_param(request):
+    """The ``status`` query parameter as an HTTP code (200 when absent), None when invalid."""
+    raw = request.GET.get("status", "200")
+    if not raw.isdigit() or not 200 <= int(raw) <= 599:
+        return None
+    return int(raw)
 
 
 def upstream(request):
     """Calls ``EXAMPLE_UPSTREAM_URL`` with requests: a client span, a metric, the trace carried on.
 
     An upstream that is down or slow (2 s) answers 502 here, its reason in the log.
+    ``?status=503`` is passed on to the upstream (the echo view answers with it):
+    the call is then counted with the upstream's 503, and this view still answers
+    200 with ``upstream_status``.
     """
     import requests
     from django.conf import settings
 
+    params = {"status": request.GET["status"]} if "status" in request.GET else None
     try:
-        response = requests.get(settings.EXAMPLE_UPSTREAM_URL, timeout=2.0)
+        response = requests.get(settings.EXAMPLE_UPSTREAM_URL, params=params, timeout=2.0)
     except requests.RequestException as exc:
         logger.warning("upstream unavailable: %s", type(exc).__name__)
         return JsonResponse({"error": "upstream unavailable"}, status=502)
