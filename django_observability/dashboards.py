@@ -1103,6 +1103,10 @@ CACHE_OPS = "cache_operations_total"
 HTTP_CLIENT = "http_client_request_duration_seconds"
 CACHE_SEL = SEL + ', alias=~"$alias"'
 HOST_SEL = SEL + ', server_address=~"$server_address"'
+# Database connections (db_connections.py), narrowed by the database alias: the pool's
+# gauges and counters exist only for aliases with Django's pool.
+CONN = "db_client_connection"
+DB_ALIAS_SEL = SEL + ', alias=~"$db_alias"'
 # Thresholds of the dependency alerts (assets/prometheus/rules/alerts.yml).
 DEPENDENCY_ERROR_RATIO = 0.1
 CACHE_ERRORS_PER_SECOND = 0.1
@@ -1125,6 +1129,16 @@ def server_address_var() -> dict[str, Any]:
         f'label_values({HTTP_CLIENT}_count{{job="$job"}}, server_address)',
         multi=True,
         description="Hosts the service calls over HTTP; `_other` past the label cap.",
+    )
+
+
+def db_alias_var() -> dict[str, Any]:
+    return query_var(
+        "db_alias",
+        "Database",
+        f'label_values({CONN}s_created_total{{job="$job"}}, alias)',
+        multi=True,
+        description="Aliases of DATABASES that opened a connection (`default`...).",
     )
 
 
@@ -1260,15 +1274,115 @@ def dependencies() -> dict[str, Any]:
             extra_description="A p95 far above the p50: a few slow calls (retries, a slow "
             "endpoint of that host); both up together: the host itself slowed down.",
         ),
+        *database_connection_panels(),
     ]
     return dashboard(
         "django-dependencies",
         "Django dependencies",
-        "What the service depends on: cache hit ratio, latency and errors by alias, and "
-        "outgoing HTTP calls' rate, error ratio and latency by host (django-observability).",
-        [job_var(), instance_var(), alias_var(), server_address_var()],
+        "What the service depends on: cache hit ratio, latency and errors by alias, "
+        "outgoing HTTP calls' rate, error ratio and latency by host, and database "
+        "connections and Django's connection pool by alias (django-observability).",
+        [job_var(), instance_var(), alias_var(), server_address_var(), db_alias_var()],
         panels,
     )
+
+
+def database_connection_panels() -> list[dict[str, Any]]:
+    """The "Database connections" row: connections opened and failed (every alias),
+    Django's pool (aliases with ``OPTIONS["pool"]``)."""
+
+    def by_alias(expr: str) -> str:
+        return f"sum by (alias) ({expr})"
+
+    def per_second(metric: str) -> str:
+        return by_alias(f"rate({metric}{{{DB_ALIAS_SEL}}}{RATE})")
+
+    opened = per_second(f"{CONN}s_created_total")
+    wait = per_second(f"{CONN}_wait_time_seconds_total")
+    return [
+        row("Database connections"),
+        panel(
+            "timeseries",
+            "Pool connections by alias",
+            "how many connections of each pool are in use, how many idle, and how many "
+            "may it open?",
+            targets(
+                (by_alias(f'{CONN}_count{{{DB_ALIAS_SEL}, state="used"}}'), "{{alias}} used"),
+                (by_alias(f'{CONN}_count{{{DB_ALIAS_SEL}, state="idle"}}'), "{{alias}} idle"),
+                (by_alias(f"{CONN}_max{{{DB_ALIAS_SEL}}}"), "{{alias}} max"),
+            ),
+            w=8,
+            extra_description="Aliases with Django's pool only, summed over the "
+            "worker processes (a pool each) of the selected instances; read every "
+            "OBSERVABILITY_DB_POOL_METRICS_INTERVAL seconds. Used reaching max with "
+            "requests waiting: alert DjangoDatabasePoolExhausted (per instance, for "
+            "5 minutes).",
+        ),
+        panel(
+            "timeseries",
+            "Requests waiting for a connection by alias",
+            "how many requests are waiting for a connection of the pool right now?",
+            [target(by_alias(f"{CONN}_pending_requests{{{DB_ALIAS_SEL}}}"), "{{alias}}")],
+            w=8,
+            extra_description="Django's pool only. Above 0 for long: the pool is too "
+            "small for the threads that query (or connections are held too long); "
+            "DjangoDatabasePoolExhausted fires when they wait on a pool whose "
+            "connections are all used, for 5 minutes.",
+        ),
+        panel(
+            "timeseries",
+            "Connection wait per request by alias",
+            "how long does a request wait for a connection of the pool, on average?",
+            targets(
+                (f"{wait} / {per_second(f'{CONN}_requests_total')}", "{{alias}} per request"),
+                (
+                    f"{wait} / {per_second(f'{CONN}_queued_requests_total')}",
+                    "{{alias}} per request that waited",
+                ),
+            ),
+            w=8,
+            unit="s",
+            extra_description="Django's pool only: time waited over the connections "
+            "asked of the pool (one per request that queried), and over those that had "
+            "to wait (absent when none waited). Waits near the pool's timeout come "
+            "before timeouts.",
+        ),
+        panel(
+            "timeseries",
+            "Pool timeouts and connection errors by alias",
+            "which databases refuse the service a connection, and how often?",
+            targets(
+                (
+                    f"{per_second(f'{CONN}_timeouts_total')} or 0 * {opened}",
+                    "{{alias}} pool timeouts",
+                ),
+                (
+                    f"{per_second(f'{CONN}_errors_total')} or 0 * {opened}",
+                    "{{alias}} connection errors",
+                ),
+            ),
+            w=12,
+            unit="ops",
+            extra_description="Timeouts: requests the pool could not give a connection "
+            "within its timeout (they fail with OperationalError, a 500); alert "
+            "DjangoDatabasePoolTimeouts fires while they go on for 5 minutes. Errors: "
+            "failed attempts to open a connection (the database down, refusing, out of "
+            "connections, wrong credentials). 0 for an alias that opens connections "
+            "without either.",
+        ),
+        panel(
+            "timeseries",
+            "Connections opened by alias",
+            "how many new database connections does the service open each second?",
+            [target(opened, "{{alias}}")],
+            w=12,
+            unit="ops",
+            extra_description="Without a pool and with CONN_MAX_AGE = 0, one per request "
+            "that queries; with persistent connections or a pool, near 0 once warm: a "
+            "rise there means connections are dropped and opened again (database "
+            "restarts, max age, errors).",
+        ),
+    ]
 
 
 def quantile_target(q: str, metric: str, by: str, sel: str, legend: str) -> dict[str, Any]:
