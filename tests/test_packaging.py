@@ -134,4 +134,4 @@ def test_the_command_runs_from_the_unpacked_wheel(dists, tmp_path):
     alerts = (out / "prometheus/rules/alerts.yml").read_text()
     assert 'up{job="shop-web"}' in alerts
     assert "shop_health_ready" in alerts
-    assert len(list((out / "grafana/dashboards").glob("*.json"))) == 5
+    assert len(list((out / "grafana/dashboards").glob("*.json"))) == 6
