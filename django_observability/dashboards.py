@@ -1089,8 +1089,8 @@ def tasks() -> dict[str, Any]:
     return dashboard(
         "django-tasks",
         "Django tasks",
-        "Celery task throughput, failures, queue wait and run time, and the last success of "
-        "each scheduled job (django-observability).",
+        "Task throughput (Celery and django.tasks), failures, queue wait and run time, and the "
+        "last success of each scheduled job (django-observability).",
         [job_var(), instance_var(), task_var()],
         panels,
     )
