@@ -8,6 +8,22 @@ from django_observability import tracing
 from django_observability.metrics import reset_metrics
 
 
+@pytest.fixture(scope="session", autouse=True)
+def json_field_support_known(django_db_blocker):
+    """Ask SQLite once, up front, whether it supports JSONField.
+
+    Django's model checks ask it for every JSONField (django-tasks-db's task
+    table has one), and the answer is kept on the connection's features. A
+    test that runs the system checks before any test has used the database
+    would otherwise be refused the query by pytest-django.
+    """
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            _ = connection.features.supports_json_field
+
+
 @pytest.fixture(autouse=True)
 def fresh_metrics():
     """Every test starts from new instruments (zero counts) and a fresh middleware config.

@@ -182,7 +182,11 @@ def test_instrumentation_faults_never_fail_a_task(monkeypatch, caplog):
         assert status(dtasks.failing.enqueue()) == "FAILED"
         assert status(dtasks.failing.enqueue()) == "FAILED"
     assert current_task() is None
-    errors = sorted(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    errors = sorted(
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name == "django_observability"
+    )  # the framework logs the task's own failure too (django.tasks, Django 6.0)
     assert errors == [
         "django_observability: fault in tasks.django.enqueued; the request is served regardless",
         "django_observability: fault in tasks.django.finished; the request is served regardless",
