@@ -120,9 +120,16 @@ def request_id_header(host: str | None) -> tuple[str, str] | None:
     return valid_or_default("REQUEST_ID_HEADER"), request_id
 
 
+def _nothing_to_send() -> bool:
+    """No request id now, or no host to send it to: the hooks need not look at the call."""
+    return not get_request_id() or not valid_or_default("HTTP_CLIENT_REQUEST_ID_HOSTS")
+
+
 def _requests_hook(span: Any, request: Any) -> None:
     """requests' ``request_hook``: ``request`` is the ``PreparedRequest`` about to go."""
     try:
+        if _nothing_to_send():
+            return
         header = request_id_header(urlsplit(request.url).hostname)
         if header is not None and header[0] not in request.headers:
             request.headers[header[0]] = header[1]
@@ -133,6 +140,8 @@ def _requests_hook(span: Any, request: Any) -> None:
 def _info_hook(span: Any, request: Any, *rest: Any) -> None:
     """httpx's and urllib3's ``request_hook``: a request info with ``url`` and ``headers``."""
     try:
+        if _nothing_to_send():
+            return
         url = request.url
         host = getattr(url, "host", None) if not isinstance(url, str) else urlsplit(url).hostname
         header = request_id_header(host)
@@ -146,6 +155,8 @@ def _info_hook(span: Any, request: Any, *rest: Any) -> None:
 def _urllib3_hook(span: Any, pool: Any, request: Any) -> None:
     """urllib3's ``request_hook``: the pool knows the host; the info carries the headers."""
     try:
+        if _nothing_to_send():
+            return
         header = request_id_header(getattr(pool, "host", None))
         headers = request.headers
         if header is not None and headers is not None and header[0] not in headers:

@@ -591,6 +591,7 @@ class Metrics:
         self._task_actives: dict[str, Any] = {}
         self._task_finisheds: dict[tuple[str, str], Any] = {}
         self._task_durations: dict[tuple[str, str], Any] = {}
+        self._http_client_children: dict[tuple[str, str, str], Any] = {}
         for instrument in INSTRUMENTS:
             setattr(self, instrument.attr, self._create(instrument))
         self.build_info.labels(
@@ -793,9 +794,15 @@ class Metrics:
     ) -> None:
         """One outgoing HTTP request (``server_address`` capped here; ``status``: the code, or
         ``error`` when no response came)."""
-        self.http_client_duration.labels(
-            method_label(method), self.server_address_label(server_address), status
-        ).observe(seconds)
+        key = (method, server_address, status)
+        child = self._http_client_children.get(key)
+        if child is None:
+            child = self.http_client_duration.labels(
+                method_label(method), self.server_address_label(server_address), status
+            )
+            if len(self._http_client_children) < _CHILDREN_MAX:
+                self._http_client_children[key] = child
+        child.observe(seconds)
 
     def set_ready(self, ready: bool) -> None:
         """Record the outcome of a readiness evaluation (``health_ready``)."""

@@ -9,13 +9,15 @@ from django_observability.metrics import reset_metrics
 
 
 @pytest.fixture(scope="session", autouse=True)
-def json_field_support_known(django_db_blocker):
-    """Ask SQLite once, up front, whether it supports JSONField.
+def json_field_support_known(django_db_setup, django_db_blocker):
+    """Ask the test database once, up front, whether it supports JSONField.
 
     Django's model checks ask it for every JSONField (django-tasks-db's task
     table has one), and the answer is kept on the connection's features. A
     test that runs the system checks before any test has used the database
-    would otherwise be refused the query by pytest-django.
+    would otherwise be refused the query by pytest-django. Asked once the test
+    database exists: an in-memory SQLite connection opened before would stay
+    on another, empty database.
     """
     from django.db import connections
 

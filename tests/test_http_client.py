@@ -184,7 +184,9 @@ def test_the_server_address_label_is_capped(settings, samples):
     assert duration_count(samples, "200", address="_other") == 2
 
 
-def test_faults_in_our_hook_never_fail_the_call(upstream, monkeypatch, settings, caplog):
+def test_faults_in_our_hook_never_fail_the_call(
+    upstream, monkeypatch, settings, caplog, request_id
+):
     settings.OBSERVABILITY_HTTP_CLIENT_REQUEST_ID_HOSTS = ["*"]
 
     def broken(host):
