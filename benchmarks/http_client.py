@@ -7,9 +7,10 @@ and, per round, one fresh process per configuration, in an order that rotates
 from round to round, each making the same ``requests.Session().get()`` calls:
 
 ``bare``           requests, nothing instrumented;
-``otel``           opentelemetry-instrumentation-requests alone, with the same SDK
-                   pieces as the request benchmarks (``stacks.make_provider``: a
-                   TracerProvider, a BatchSpanProcessor, an exporter that counts);
+``otel``           opentelemetry-instrumentation-requests alone, with the stable HTTP
+                   conventions (as ours) and the same SDK pieces as the request
+                   benchmarks (``stacks.make_provider``: a TracerProvider, a
+                   BatchSpanProcessor, an exporter that counts);
 ``ours``           django-observability's ``http_client``: the same instrumentation,
                    enabled by the app, with our metric (through its meter) and the
                    request-id hook, the same SDK pieces;
@@ -75,6 +76,9 @@ def run_config(config: str, url: str, calls: int) -> dict[str, float]:
         exporter = DiscardingExporter()
         provider = make_provider(1.0, exporter)
     if config == "otel":
+        # The stable HTTP conventions, as ours has them (the app sets this when unset):
+        # the same span attributes on both sides.
+        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
         from opentelemetry.instrumentation.requests import RequestsInstrumentor
 
         RequestsInstrumentor().instrument(tracer_provider=provider)
