@@ -6,8 +6,8 @@
 Four configurations (``tasks_settings.py``): ``bare`` (Celery + Django),
 ``otel_celery`` (opentelemetry-instrumentation-celery alone, with the request
 benchmarks' SDK pieces), ``ours_metrics_logs`` (our receivers and JSON log lines,
-tracing off) and ``ours_full`` (the same with tracing on: OpenTelemetry's
-consumer span, our metrics and our log fields). Every round runs each of them,
+tracing off) and ``ours_full`` (the same with tracing on: our own consumer
+span, our metrics and our log fields). Every round runs each of them,
 in an order that rotates from round to round, in fresh processes, two ways:
 
 * in process (``tasks_child inprocess``): Celery's ``build_tracer`` for a no-op
@@ -51,7 +51,7 @@ LABELS = {
     "bare": "bare: Celery + Django, no instrumentation",
     "otel_celery": "otel_celery: opentelemetry-instrumentation-celery alone",
     "ours_metrics_logs": "ours_metrics_logs: our metrics + task context + JSON lines, no tracing",
-    "ours_full": "ours_full: OTel's consumer span + our metrics + task context + JSON lines",
+    "ours_full": "ours_full: our consumer span + our metrics + task context + JSON lines",
 }
 # ours_full adds no more per task than OpenTelemetry's Celery spans alone (issue 16).
 TARGET_RATIO = 1.0

@@ -4,8 +4,8 @@ Configured from ``tasks_settings`` (``BENCH_TASKS_CONFIG``). On import, before
 Django is set up, a traced configuration gets its TracerProvider
 (``stacks.make_provider``: BatchSpanProcessor, counting exporter):
 ``otel_celery`` enables ``CeleryInstrumentor`` with it, ``ours_full`` hands it
-to the app (``tracing.use_tracer_provider``), which enables the same
-instrumentation in ``ready()``.
+to the app (``tracing.use_tracer_provider``), whose Celery receivers make the
+spans (``tracing/celery.py``).
 
 The one task, ``bench.noop``, does nothing but note, in a worker, the
 ``perf_counter()`` of every ``BENCH_TASKS_BLOCK``-th run after the first

@@ -7,7 +7,7 @@
                        receivers (metrics, task context) and ``logging_config()``'s
                        JSON lines with the task's fields.
 ``ours_full``          the same with tracing on (``tasks_app`` hands the app its
-                       provider): OpenTelemetry's consumer span, our metrics and our
+                       provider): our own consumer span, our metrics and our
                        log fields.
 
 Every configuration logs at INFO to the file named by ``BENCH_TASKS_LOG``: Celery's

@@ -44,6 +44,7 @@ from django_observability.conf import valid_or_default
 from django_observability.faults import fault
 from django_observability.imports import after_import
 from django_observability.metrics import INSTRUMENTS, get_metrics
+from django_observability.tasks.context import message_header
 
 __all__ = [
     "BEAT_HEADER",
@@ -91,12 +92,6 @@ def command_job(command: Any) -> str | None:
     return name if name in valid_or_default("JOBS") else None
 
 
-def _header(request: Any, name: str) -> Any:
-    from django_observability.tasks.celery import header
-
-    return header(request, name)
-
-
 def beat_job(app: Any, task_name: str, request: Any) -> str | None:
     """The beat entry a task run was scheduled by, or ``None`` when beat did not send it.
 
@@ -107,10 +102,10 @@ def beat_job(app: Any, task_name: str, request: Any) -> str | None:
     Without a single match (entries kept elsewhere, or alike) the task's
     name stands for the job.
     """
-    named = _header(request, ENTRY_HEADER)
+    named = message_header(request, ENTRY_HEADER)
     if isinstance(named, str) and named:
         return named
-    if not _header(request, BEAT_HEADER):
+    if not message_header(request, BEAT_HEADER):
         return None
     schedule = getattr(app.conf, "beat_schedule", None) or {}
     candidates = [

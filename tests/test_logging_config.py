@@ -56,12 +56,19 @@ def test_logging_config_shape():
         "celery": "INFO",
         "celery.task": "NOTSET",
         "celery.redirected": "NOTSET",
+        "celery.app.trace": "NOTSET",  # Celery's per-task lines: filtered (celery_records)
+        "celery.worker.strategy": "NOTSET",
     }
     assert {name: c["level"] for name, c in config["loggers"].items()} == expected
     for logger in config["loggers"].values():
         assert logger["propagate"] is True  # one handler, on the root: one line per record
         assert "console" not in logger["handlers"]
     assert config["loggers"]["django"]["handlers"] == ["mail_admins"]  # as Django has it
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        assert config["loggers"][name]["filters"] == ["celery_records"]
+    assert config["filters"]["celery_records"] == {
+        "()": "django_observability.logging.CeleryRecordFilter"
+    }
     assert logging_config(access_log=False)["loggers"]["django_observability.access"] == {
         "level": "WARNING",
         "handlers": [],

@@ -25,6 +25,7 @@ from django_observability.tasks.context import (
     ENQUEUED_AT_HEADER,
     REQUEST_ID_HEADER,
     current_task,
+    message_header,
 )
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -76,8 +77,8 @@ def ignored():
 def headers(self):
     request = self.request
     return [
-        tasks_celery.header(request, REQUEST_ID_HEADER),
-        tasks_celery.header(request, ENQUEUED_AT_HEADER),
+        message_header(request, REQUEST_ID_HEADER),
+        message_header(request, ENQUEUED_AT_HEADER),
     ]
 
 
@@ -225,19 +226,12 @@ def test_revoked_counts_the_request_task_name(samples):
 
 
 def test_only_failures_the_child_could_not_report_are_counted_in_the_main_process(samples):
-    tasks_celery.failed_outside_run(sender=ok, task_id="t", exception=TimeLimitExceeded(1.0))
+    tasks_celery.failed(sender=ok, task_id="t", exception=TimeLimitExceeded(1.0))
     assert finished(samples, "unit.ok", "failure") == 1
     # Raised by the task: postrun counts it in the process that ran it.
-    tasks_celery.failed_outside_run(sender=ok, task_id="t", exception=BOOM)
-    tasks_celery.failed_outside_run(sender=ok, task_id="t", exception=Reject("no"))
+    tasks_celery.failed(sender=ok, task_id="t", exception=BOOM)
+    tasks_celery.failed(sender=ok, task_id="t", exception=Reject("no"))
     assert finished(samples, "unit.ok", "failure") == 1
-
-
-def test_header_reads_attributes_and_the_headers_dict():
-    assert tasks_celery.header(Context(observability_request_id="a"), REQUEST_ID_HEADER) == "a"
-    request = Context(headers={"observability_request_id": "b"})
-    assert tasks_celery.header(request, REQUEST_ID_HEADER) == "b"
-    assert tasks_celery.header(Context(), REQUEST_ID_HEADER) is None
 
 
 def test_the_task_label_is_capped(samples):

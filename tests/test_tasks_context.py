@@ -14,6 +14,7 @@ from django_observability.tasks.context import (
     enqueue_headers,
     enter_task,
     leave_task,
+    message_header,
     queue_wait,
 )
 
@@ -99,3 +100,12 @@ def test_queue_wait(monkeypatch):
     assert queue_wait("1003") == 0.0
     for bad in (None, "", "soon", "nan", "-5", "0", object()):
         assert queue_wait(bad) is None
+
+
+def test_message_header_reads_attributes_and_the_headers_dict():
+    from celery.app.task import Context
+
+    assert message_header(Context(observability_request_id="a"), REQUEST_ID_HEADER) == "a"
+    request = Context(headers={"observability_request_id": "b"})
+    assert message_header(request, REQUEST_ID_HEADER) == "b"
+    assert message_header(Context(), REQUEST_ID_HEADER) is None

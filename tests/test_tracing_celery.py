@@ -1,13 +1,17 @@
-"""tracing/celery.py: OpenTelemetry's Celery instrumentation, enabled when tracing is on."""
+"""tracing/celery.py: a producer and a consumer span per task, made from Celery's signals."""
+
+import logging
 
 import pytest
 from celery import Celery, signals
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
-from django_observability import get_request_id
 from django_observability.tracing import celery as celery_tracing
 from django_observability.tracing import get_tracer
 
@@ -19,77 +23,188 @@ app.conf.update(
 )
 
 
+class Boom(Exception):
+    pass
+
+
 @app.task(name="traced.queries")
 def queries():
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.execute("SELECT 2")
-    return get_request_id()
 
 
 @app.task(name="traced.noop")
-def noop():
+def noop(secret=None):
     return 1
 
 
-@pytest.fixture
-def instrumented(spans):
-    assert celery_tracing.instrument()
-    yield spans
-    celery_tracing.uninstrument()
+@app.task(name="traced.failing")
+def failing():
+    raise Boom("the card 4111-1111 was refused")
 
 
-def test_off_without_a_provider():
-    assert celery_tracing.instrument() is False
-    assert celery_tracing.instrumented() is False
+@app.task(name="traced.retried", bind=True, max_retries=1)
+def retried(self):
+    if self.request.retries < 1:
+        raise self.retry(countdown=0)
+    return "done"
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        yield
+
+
+def kinds(spans, kind):
+    return [s for s in spans.get_finished_spans() if s.kind == kind]
+
+
+def test_no_spans_without_a_provider():
+    exporter = InMemorySpanExporter()
+    assert get_tracer() is None
+    noop.apply()
+    assert exporter.get_finished_spans() == ()
 
 
 @pytest.mark.django_db
-def test_one_consumer_span_per_run_with_the_queries_as_children(instrumented):
-    queries.apply()
-    finished = instrumented.get_finished_spans()
-    (consumer,) = [s for s in finished if s.kind == SpanKind.CONSUMER]
-    assert consumer.name == "run/traced.queries"
+def test_an_eager_run_is_a_child_of_the_current_span_with_its_queries(spans):
+    with get_tracer().start_as_current_span("request") as request_span:
+        queries.apply().get()
+    (consumer,) = kinds(spans, SpanKind.CONSUMER)
+    assert consumer.name == "run traced.queries"
+    assert consumer.parent.span_id == request_span.get_span_context().span_id
+    finished = spans.get_finished_spans()
     children = [s for s in finished if s.parent and s.parent.span_id == consumer.context.span_id]
     assert [s.attributes["db.query.text"] for s in children] == ["SELECT 1", "SELECT 2"]
-    assert all(s.context.trace_id == consumer.context.trace_id for s in children)
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing left current
 
 
-def test_enabled_once(instrumented):
-    assert celery_tracing.instrument()  # again: already on, nothing doubled
-    noop.apply()
-    consumers = [s for s in instrumented.get_finished_spans() if s.kind == SpanKind.CONSUMER]
-    assert len(consumers) == 1
-
-
-def test_producer_and_consumer_in_the_enqueuers_trace(instrumented):
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        with get_tracer().start_as_current_span("request") as request_span:
-            result = noop.apply_async()
-        assert result.get(timeout=10, interval=0.01) == 1
-    finished = instrumented.get_finished_spans()
-    trace_id = request_span.get_span_context().trace_id
-    (producer,) = [s for s in finished if s.kind == SpanKind.PRODUCER]
-    (consumer,) = [s for s in finished if s.kind == SpanKind.CONSUMER]
+def test_producer_and_consumer_in_the_enqueuers_trace(worker, spans):
+    with get_tracer().start_as_current_span("request") as request_span:
+        result = noop.apply_async(kwargs={"secret": "hunter2"})
+    assert result.get(timeout=10, interval=0.01) == 1
+    (producer,) = kinds(spans, SpanKind.PRODUCER)
+    (consumer,) = kinds(spans, SpanKind.CONSUMER)
+    assert producer.name == "enqueue traced.noop"
     assert producer.parent.span_id == request_span.get_span_context().span_id
-    assert consumer.context.trace_id == trace_id
+    assert consumer.context.trace_id == request_span.get_span_context().trace_id
+    assert consumer.parent.span_id == producer.context.span_id
+    assert dict(producer.attributes) == {
+        "messaging.system": "celery",
+        "messaging.operation.type": "send",
+        "messaging.operation.name": "enqueue",
+        "messaging.destination.name": "celery",
+        "messaging.message.id": result.id,
+    }
+    assert dict(consumer.attributes) == {
+        "messaging.system": "celery",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "run",
+        "messaging.destination.name": "celery",
+        "messaging.message.id": result.id,
+    }
+    assert consumer.status.status_code == StatusCode.UNSET
+    # The producer span covers the publish, before the run.
+    assert producer.end_time <= consumer.start_time
+
+
+def test_a_task_enqueued_outside_a_trace_starts_its_own(worker, spans):
+    assert noop.apply_async().get(timeout=10, interval=0.01) == 1
+    (producer,) = kinds(spans, SpanKind.PRODUCER)
+    (consumer,) = kinds(spans, SpanKind.CONSUMER)
+    assert producer.parent is None
     assert consumer.parent.span_id == producer.context.span_id
 
 
-def test_a_prefork_child_flushes_its_spans_when_it_exits(instrumented, monkeypatch):
+def test_a_failed_run_has_status_error_and_the_exceptions_class_only(worker, spans):
+    result = failing.apply_async()
+    with pytest.raises(Boom):
+        result.get(timeout=10, interval=0.01)
+    (consumer,) = kinds(spans, SpanKind.CONSUMER)
+    assert consumer.status.status_code == StatusCode.ERROR
+    assert consumer.attributes["error.type"] == "tests.test_tracing_celery.Boom"
+    assert not consumer.events  # no exception text, no traceback on the span
+    assert "4111" not in repr(consumer.attributes)
+
+
+def test_an_eager_failure_passes_unchanged():
+    with pytest.raises(Boom, match="refused"):
+        failing.apply(throw=True)
+
+
+def test_a_retry_is_a_producer_span_in_the_first_runs_consumer_span(worker, spans):
+    with get_tracer().start_as_current_span("request"):
+        result = retried.apply_async()
+    assert result.get(timeout=10, interval=0.01) == "done"
+    producers = kinds(spans, SpanKind.PRODUCER)
+    consumers = sorted(kinds(spans, SpanKind.CONSUMER), key=lambda s: s.start_time)
+    assert len(producers) == 2  # one span per message
+    assert len(consumers) == 2  # and per run
+    first, second = consumers
+    (retry,) = [p for p in producers if p.parent.span_id == first.context.span_id]
+    assert second.parent.span_id == retry.context.span_id
+    assert first.status.status_code == StatusCode.UNSET  # a retry is not a failure
+    assert {s.context.trace_id for s in (*producers, *consumers)} == {first.context.trace_id}
+
+
+def test_spans_suppressed_make_no_producer_span(worker, spans):
+    from django_observability.tracing import api
+
+    token = api.suppress_spans()
+    try:
+        headers = {}
+        celery_tracing.start_producing("traced.noop", "t-1", "celery", headers)
+    finally:
+        api.end_suppression(token)
+    assert headers == {}
+    celery_tracing.stop_producing("t-1")
+    assert spans.get_finished_spans() == ()
+
+
+def test_a_publish_that_raised_leaves_no_span_behind(spans):
+    headers: dict = {}
+    celery_tracing.start_producing("traced.noop", "t-1", "celery", headers)
+    assert headers["traceparent"]
+    # No after_task_publish for t-1 (the broker refused it); the next publish goes on.
+    celery_tracing.start_producing("traced.noop", "t-2", "celery", {})
+    celery_tracing.stop_producing("t-1")
+    celery_tracing.stop_producing("t-2")
+    assert [s.attributes["messaging.message.id"] for s in spans.get_finished_spans()] == ["t-2"]
+
+
+def test_a_fault_in_the_span_code_never_fails_a_task(worker, spans, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("span trouble")
+
+    monkeypatch.setattr(celery_tracing, "start_consumer", broken)
+    monkeypatch.setattr(celery_tracing.propagate, "inject", broken)
+    with caplog.at_level(logging.ERROR, logger="django_observability"):
+        assert noop.apply_async().get(timeout=10, interval=0.01) == 1
+    assert "span trouble" in caplog.text
+
+
+def test_no_second_span_when_opentelemetrys_celery_instrumentation_is_on(worker, spans):
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    theirs = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(theirs))
+    CeleryInstrumentor().instrument(tracer_provider=provider)
+    try:
+        assert celery_tracing.theirs()
+        assert noop.apply_async().get(timeout=10, interval=0.01) == 1
+    finally:
+        CeleryInstrumentor().uninstrument()
+    assert not celery_tracing.theirs()
+    assert spans.get_finished_spans() == ()  # ours: none
+    assert [s.kind for s in theirs.get_finished_spans()].count(SpanKind.CONSUMER) == 1
+
+
+def test_a_prefork_child_flushes_its_spans_when_it_exits(monkeypatch):
     """billiard ends a child with os._exit(): no atexit, so the signal flushes."""
     calls = []
     monkeypatch.setattr(celery_tracing, "flush_on_exit", lambda: calls.append(1) or True)
     signals.worker_process_shutdown.send(sender="w@host", pid=1, exitcode=0)
     assert calls == [1]
-
-
-def test_not_enabled_twice_when_someone_else_did(spans):
-    from opentelemetry.instrumentation.celery import CeleryInstrumentor
-
-    CeleryInstrumentor().instrument(tracer_provider=TracerProvider())
-    try:
-        assert celery_tracing.instrument()  # on already: used as it is
-        assert celery_tracing.instrumented() is False
-    finally:
-        CeleryInstrumentor().uninstrument()

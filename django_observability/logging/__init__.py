@@ -54,11 +54,13 @@ dotted paths in ``LOGGING`` dicts stay ``django_observability.logging.X``):
 ``formatter``  ``JsonFormatter``: the template, else the general path
 ``text``       ``TextFormatter``: human-readable lines with the request id
 ``server_access`` ``ServerAccessFilter``: secrets out of the servers' access lines
+``celery_records`` ``CeleryRecordFilter``: task arguments and results out of Celery's lines
 ``config``     ``logging_config()``: a ready ``LOGGING`` dict
 """
 
 from __future__ import annotations
 
+from django_observability.logging.celery_records import CeleryRecordFilter
 from django_observability.logging.config import logging_config
 from django_observability.logging.context import ContextFilter
 from django_observability.logging.formatter import JsonFormatter
@@ -69,6 +71,7 @@ from django_observability.logging.text import TextFormatter
 __all__ = [
     "DEFAULT_REDACT_KEYS",
     "REDACTED",
+    "CeleryRecordFilter",
     "ContextFilter",
     "JsonFormatter",
     "ServerAccessFilter",

@@ -52,7 +52,9 @@ def logging_config(
     Celery gave them and propagate to it. In a Celery worker, lines logged
     while a task runs carry ``task.id``, ``task.name`` and the enqueuing
     request's ``http.request.id`` (docs/tasks.md: the worker keeps this
-    configuration instead of installing Celery's own). Django's
+    configuration instead of installing Celery's own), and Celery's per-task
+    lines lose the task's arguments and result from their ``data`` field
+    (:class:`CeleryRecordFilter`). Django's
     ``mail_admins`` handler on ``django`` is kept as Django sets it (errors,
     only when ``DEBUG`` is off and ``ADMINS`` is set). Python's
     warnings are sent to logging (:func:`capture_warnings`) and come out as
@@ -112,6 +114,7 @@ def logging_config(
         "filters": {
             "context": {"()": "django_observability.logging.ContextFilter"},
             "server_access": {"()": "django_observability.logging.ServerAccessFilter"},
+            "celery_records": {"()": "django_observability.logging.CeleryRecordFilter"},
             "capture_warnings": {"()": "django_observability.logging.config.capture_warnings"},
             "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
         },
@@ -146,6 +149,8 @@ def logging_config(
             "celery": propagating(level),
             "celery.task": propagating(inherit),
             "celery.redirected": propagating(inherit),
+            "celery.app.trace": propagating(inherit, "celery_records"),
+            "celery.worker.strategy": propagating(inherit, "celery_records"),
         },
     }
     if not mail_admins:

@@ -15,12 +15,14 @@ installed); every receiver runs in the process that sends the signal:
   up and down, the queue wait, the run time and the outcome are recorded.
   The outcome is the state Celery ends the run with (``SUCCESS``,
   ``FAILURE``, ``RETRY``, ``REJECTED``, ``IGNORED``).
-* ``task_revoked`` and ``task_failure`` (the worker's main process, for runs
+* ``task_failure`` in the process that ran the task marks its span failed;
+  ``task_revoked`` and ``task_failure`` in the worker's main process (runs
   that end there: revoked before they ran or terminated, a hard time limit,
   a lost child process) count the run as ``revoked`` or ``failure``.
 
-Spans are OpenTelemetry's Celery instrumentation's (``tracing/celery.py``
-enables it); the receivers here make none, so a task has one consumer span.
+The same receivers start and end the task's spans when tracing is on
+(``tracing/celery.py``: a producer span around the publish, a consumer span
+around the run, marked failed by ``task_failure``), one of each per message.
 
 A receiver never raises: a fault is logged once and the task runs, or ends,
 as it would without us; the task's own exceptions are Celery's business.
@@ -43,6 +45,7 @@ from django_observability.tasks.context import (
     enqueue_headers,
     enter_task,
     leave_task,
+    message_header,
     queue_wait,
 )
 from django_observability.tracing import celery as celery_tracing
@@ -65,19 +68,12 @@ _MAIN_PROCESS_FAILURES = ("TimeLimitExceeded", "WorkerLostError")
 _perf_counter = time.perf_counter
 
 
-def header(request: Any, name: str) -> Any:
-    """A custom header of a task's message, as the worker has it on ``task.request``.
-
-    With Celery's message protocol 2 the headers set in ``before_task_publish``
-    become attributes of the request; Celery 5.3 and later keep them in
-    ``request.headers`` too.
-    """
-    value = getattr(request, name, None)
-    if value is None:
-        headers = getattr(request, "headers", None)
-        if isinstance(headers, dict):
-            value = headers.get(name)
-    return value
+def _task_id(headers: dict[str, Any] | None, body: Any) -> Any:
+    """The id of the task a message carries (protocol 2: a header; protocol 1: the body)."""
+    task_id = headers.get("id") if headers else None
+    if task_id is None and isinstance(body, dict):
+        task_id = body.get("id")
+    return task_id
 
 
 def _due(request: Any) -> float | None:
@@ -92,18 +88,36 @@ def _due(request: Any) -> float | None:
     return None
 
 
-def before_publish(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    """``before_task_publish``: our headers go with the message."""
+def before_publish(
+    sender: Any = None,
+    headers: dict[str, Any] | None = None,
+    body: Any = None,
+    routing_key: Any = None,
+    **kwargs: Any,
+) -> None:
+    """``before_task_publish``: our headers go with the message; the producer span starts."""
     if headers is None:
         return
     try:
         headers.update(enqueue_headers())
     except Exception:
         fault("tasks.before_publish")
+    try:
+        name = sender if isinstance(sender, str) else headers.get("task")
+        if isinstance(name, str):
+            celery_tracing.start_producing(name, _task_id(headers, body), routing_key, headers)
+    except Exception:
+        fault("tasks.span")
 
 
-def after_publish(sender: Any = None, headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+def after_publish(
+    sender: Any = None, headers: dict[str, Any] | None = None, body: Any = None, **kwargs: Any
+) -> None:
     """``after_task_publish``: the broker took the message; ``sender`` is the task's name."""
+    try:
+        celery_tracing.stop_producing(_task_id(headers, body))
+    except Exception:
+        fault("tasks.span")
     try:
         name = sender if isinstance(sender, str) else (headers or {}).get("task")
         metrics = get_metrics()
@@ -114,19 +128,28 @@ def after_publish(sender: Any = None, headers: dict[str, Any] | None = None, **k
 
 
 def prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
-    """``task_prerun``: the task becomes current; the queue wait and ``tasks_active``."""
+    """``task_prerun``: the task becomes current; the queue wait, ``tasks_active``, the span."""
     if task is None or task_id is None:
         return
     try:
         request = task.request
-        enter_task(task_id, task.name, header(request, REQUEST_ID_HEADER))
-        metrics = get_metrics()
-        if metrics is not None:
-            enqueued = header(request, ENQUEUED_AT_HEADER)
-            wait = None if enqueued is None else queue_wait(enqueued, _due(request))
-            metrics.task_started(task.name, wait)
+        name = task.name
+        enter_task(task_id, name, message_header(request, REQUEST_ID_HEADER))
     except Exception:
         fault("tasks.prerun")
+        return
+    try:
+        metrics = get_metrics()
+        if metrics is not None:
+            enqueued = message_header(request, ENQUEUED_AT_HEADER)
+            wait = None if enqueued is None else queue_wait(enqueued, _due(request))
+            metrics.task_started(name, wait)
+    except Exception:
+        fault("tasks.prerun")
+    try:
+        celery_tracing.start_consuming(task_id, name, request)
+    except Exception:
+        fault("tasks.span")
 
 
 def postrun(
@@ -146,6 +169,10 @@ def postrun(
         fault("tasks.postrun")
     finally:
         try:
+            celery_tracing.stop_consuming(info.id)
+        except Exception:
+            fault("tasks.span")
+        try:
             leave_task(info)
         except Exception:
             fault("tasks.postrun")
@@ -164,19 +191,21 @@ def revoked(request: Any = None, **kwargs: Any) -> None:
         fault("tasks.revoked")
 
 
-def failed_outside_run(
+def failed(
     sender: Any = None, task_id: str | None = None, exception: Any = None, **kwargs: Any
 ) -> None:
-    """``task_failure`` sent by the worker's main process for a child that could not report.
+    """``task_failure``: in the process running the task, its span fails; else a lost run.
 
     Failures raised by the task itself are counted by :func:`postrun` in the
-    process that ran it; only a hard time limit and a lost child are counted here.
+    process that ran it; only a hard time limit and a lost child, which the
+    worker's main process reports, are counted here.
     """
     try:
-        if type(exception).__name__ not in _MAIN_PROCESS_FAILURES:
-            return
         info = current_task()
         if info is not None and info.id == task_id:
+            celery_tracing.mark_failed(task_id, exception)
+            return
+        if type(exception).__name__ not in _MAIN_PROCESS_FAILURES:
             return
         name = getattr(sender, "name", None)
         metrics = get_metrics()
@@ -192,7 +221,7 @@ _RECEIVERS = (
     ("task_prerun", prerun),
     ("task_postrun", postrun),
     ("task_revoked", revoked),
-    ("task_failure", failed_outside_run),
+    ("task_failure", failed),
 )
 
 
@@ -217,10 +246,9 @@ def _connect() -> None:
             signals.setup_logging.connect(
                 keep_django_logging, weak=False, dispatch_uid=_KEEP_LOGGING_UID
             )
+        celery_tracing.install()
     except Exception:
         fault("tasks.install")
-    # Tracing was set up before (ready() calls tracing.setup() first).
-    celery_tracing.instrument()
 
 
 _OWNER = "django_observability.tasks"
@@ -252,4 +280,5 @@ def uninstall() -> None:
     from celery import signals
 
     celery_signals.disconnect(_RECEIVERS, _OWNER)
+    celery_tracing.uninstall()
     signals.setup_logging.disconnect(keep_django_logging, dispatch_uid=_KEEP_LOGGING_UID)

@@ -11,7 +11,8 @@ the running task lives here, in context variables, the way
 
 The header names the enqueuing side writes into a task's message, and
 :func:`enqueue_headers`, which works out their values, are here too, so that
-the producer and the consumer agree on them whatever the task framework.
+the producer and the consumer agree on them whatever the task framework;
+:func:`message_header` reads one back from a Celery task's request.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "enqueue_headers",
     "enter_task",
     "leave_task",
+    "message_header",
     "queue_wait",
 ]
 
@@ -71,6 +73,21 @@ def enqueue_headers() -> dict[str, str]:
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
     return headers
+
+
+def message_header(request: Any, name: str) -> Any:
+    """A custom header of a task's message, as the worker has it on ``task.request``.
+
+    With Celery's message protocol 2 the headers set in ``before_task_publish``
+    become attributes of the request; Celery 5.3 and later keep them in
+    ``request.headers`` too.
+    """
+    value = getattr(request, name, None)
+    if value is None:
+        headers = getattr(request, "headers", None)
+        if isinstance(headers, dict):
+            value = headers.get(name)
+    return value
 
 
 def enter_task(task_id: str, name: str, request_id: Any = None) -> TaskInfo:

@@ -32,30 +32,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from django_observability.tracing.api import get_tracer, spans_suppressed
+from django_observability.tracing.messaging import start_consumer, stop_consumer
 
 __all__ = ["carrier", "producing", "start_consuming", "stop_consuming"]
 
 SYSTEM = "django.tasks"
-
-
-@dataclass
-class Consuming:
-    """A consumer span that is current, and what undoes that."""
-
-    task_id: str
-    span: Any
-    token: Any  # the OpenTelemetry context attached
-    previous: Any = None  # resets _CONSUMING to the span of an enclosing task, if any
-
-
-_CONSUMING: ContextVar[Consuming | None] = ContextVar(
-    "django_observability_consuming", default=None
-)
 
 
 def _attributes(task: Any, operation: str, kind: str) -> dict[str, Any]:
@@ -118,8 +102,6 @@ def start_consuming(task_id: str, task: Any, name: str, carried: Any) -> None:
     if tracer is None:
         return
     from opentelemetry import context as otel_context
-    from opentelemetry import trace
-    from opentelemetry.trace import SpanKind
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     if isinstance(carried, dict) and carried.get("traceparent"):
@@ -133,31 +115,9 @@ def start_consuming(task_id: str, task: Any, name: str, carried: Any) -> None:
         parent = None
     attributes = _attributes(task, "run", "process")
     attributes["messaging.message.id"] = task_id
-    span = tracer.start_span(
-        f"run {name}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-    )
-    base = parent if parent is not None else otel_context.get_current()
-    token = otel_context.attach(trace.set_span_in_context(span, base))
-    consuming = Consuming(task_id, span, token)
-    consuming.previous = _CONSUMING.set(consuming)
+    start_consumer(tracer, task_id, f"run {name}", attributes, parent)
 
 
 def stop_consuming(task_id: str, error_type: str | None) -> None:
     """End the consumer span of ``task_id`` (status ERROR with ``error_type`` when it failed)."""
-    consuming = _CONSUMING.get()
-    if consuming is None or consuming.task_id != task_id:
-        return
-    _CONSUMING.reset(consuming.previous)
-    from opentelemetry import context as otel_context
-    from opentelemetry.trace import Status, StatusCode
-
-    span = consuming.span
-    try:
-        if error_type is not None:
-            span.set_attribute("error.type", error_type)
-            span.set_status(Status(StatusCode.ERROR))
-    finally:
-        try:
-            otel_context.detach(consuming.token)
-        finally:
-            span.end()
+    stop_consumer(task_id, error_type)
