@@ -23,6 +23,7 @@ class ObservabilityConfig(AppConfig):
             http_client,
             jobs,
             metrics_store,
+            redis_client,
             tracing,
         )
         from django_observability.health.builtin import prime_cpu
@@ -45,6 +46,7 @@ class ObservabilityConfig(AppConfig):
         frameworks.install()
         tracing.setup()
         http_client.enable()  # outgoing HTTP: OpenTelemetry's instrumentations, our metric
+        redis_client.enable()  # redis-py's commands: our metric, OpenTelemetry's spans
         tasks_celery.install()  # Celery's signals, when Celery is installed (after tracing)
         tasks_worker.install()  # a Celery worker's main process: /metrics, heartbeat, store
         django_tasks.install()  # django.tasks / django-tasks: signals, spans, the db worker

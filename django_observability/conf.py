@@ -570,6 +570,8 @@ class Settings:
     DB_CONNECTION_METRICS: Setting[bool] = Setting("E140", True, _bool)
     DB_POOL_METRICS_INTERVAL: Setting[float] = Setting("E141", 5.0, _positive_number)
     DB_SQL_COMMENTS: Setting[bool] = Setting("E142", False, _bool)
+    REDIS_METRICS: Setting[bool] = Setting("E150", True, _bool)
+    TRACING_REDIS_SPANS: Setting[bool] = Setting("E151", True, _bool)
     ACCESS_LOG: Setting[bool] = Setting("E047", True, _bool)
     TRACING_EXIT_TIMEOUT: Setting[float] = Setting(
         "E048", DEFAULT_TRACING_EXIT_TIMEOUT, _positive_number

@@ -462,6 +462,17 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         unit="seconds",
         buckets="latency",
     ),
+    # Redis used directly (redis_client.py): redis-py's commands, whoever sends them.
+    Instrument(
+        "redis_duration",
+        Histogram,
+        "redis_command_duration_seconds",
+        "Duration of Redis commands sent with redis-py (a pipeline is one PIPELINE), by "
+        "operation (capped), server address (capped) and result (ok, error).",
+        ("operation", "server_address", "result"),
+        unit="seconds",
+        buckets="cache",
+    ),
     # Database connections (db_connections.py): alias is a key of DATABASES. The pool's
     # figures are this process's pool, sampled; livesum adds up the live workers' pools.
     Instrument(
@@ -555,6 +566,7 @@ CAPPED_LABELS: dict[str, str] = {
     "task_label": "task",
     "job_label": "job",
     "server_address_label": "server_address",
+    "redis_operation_label": "redis_operation",
 }
 
 
@@ -592,6 +604,7 @@ class Metrics:
         self._task_finisheds: dict[tuple[str, str], Any] = {}
         self._task_durations: dict[tuple[str, str], Any] = {}
         self._http_client_children: dict[tuple[str, str, str], Any] = {}
+        self._redis_children: dict[tuple[str, str, str], Any] = {}
         for instrument in INSTRUMENTS:
             setattr(self, instrument.attr, self._create(instrument))
         self.build_info.labels(
@@ -802,6 +815,22 @@ class Metrics:
             )
             if len(self._http_client_children) < _CHILDREN_MAX:
                 self._http_client_children[key] = child
+        child.observe(seconds)
+
+    def record_redis_command(
+        self, operation: str, server_address: str, result: str, seconds: float
+    ) -> None:
+        """One Redis command or pipeline (``operation`` and ``server_address`` capped here)."""
+        key = (operation, server_address, result)
+        child = self._redis_children.get(key)
+        if child is None:
+            child = self.redis_duration.labels(
+                self.redis_operation_label(operation),
+                self.server_address_label(server_address),
+                result,
+            )
+            if len(self._redis_children) < _CHILDREN_MAX:
+                self._redis_children[key] = child
         child.observe(seconds)
 
     def set_ready(self, ready: bool) -> None:

@@ -45,7 +45,7 @@ def _check_messages(name):
 
 
 def test_every_setting_is_declared_with_a_default_a_validator_and_a_check_id():
-    assert len(SETTINGS) == 51
+    assert len(SETTINGS) == 53
     for name, setting in SETTINGS.items():
         assert isinstance(setting, Setting)
         assert setting.name == name

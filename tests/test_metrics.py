@@ -59,6 +59,11 @@ CONTRACT = {
         ("method", "server_address", "status"),
         None,
     ),
+    "redis_command_duration_seconds": (
+        Histogram,
+        ("operation", "server_address", "result"),
+        None,
+    ),
     "db_client_connections_created": (Counter, ("alias",), None),
     "db_client_connection_errors": (Counter, ("alias",), None),
     "db_client_connection_timeouts": (Counter, ("alias",), None),
