@@ -47,6 +47,9 @@ pytestmark = pytest.mark.peers
 TOKEN = {"Authorization": "Bearer test-token-0123456789"}
 OPS = "cache_operations_total"
 SPAN_DEADLINE = 20.0
+# The command RedisCache sends for each cache operation of the view.
+REDIS_COMMANDS = {"set": "SET", "get": "GET", "get_many": "MGET"}
+REDIS_COUNT = "redis_command_duration_seconds_count"
 
 
 # --- memcached ---------------------------------------------------------------------------
@@ -283,6 +286,11 @@ def test_gunicorn_cache_spans_are_children_of_the_request_span(tmp_path, redis, 
                     redis.port if alias == "redis" else memcached.port
                 )
                 assert span.name == f"{span.attributes['db.operation.name']} {alias}"
+                if alias == "redis":
+                    # redis-py's command, a span of OpenTelemetry's Redis instrumentation.
+                    (command,) = children_of(spans, span)
+                    assert command.name == REDIS_COMMANDS[span.attributes["db.operation.name"]]
+                    assert command.kind == "SPAN_KIND_CLIENT"
 
             text = http(server.url + "/metrics", headers=TOKEN).body.decode()
             counted = by_labels(text, OPS, "alias", "operation", "result")
@@ -292,5 +300,11 @@ def test_gunicorn_cache_spans_are_children_of_the_request_span(tmp_path, redis, 
                 assert counted[(alias, "get", "miss")] == 1
                 assert counted[(alias, "get_many", "hit")] == 1
                 assert counted[(alias, "get_many", "miss")] == 1
+            commands = by_labels(text, REDIS_COUNT, "operation", "server_address", "result")
+            assert commands == {
+                ("SET", "127.0.0.1", "ok"): 1,
+                ("GET", "127.0.0.1", "ok"): 2,
+                ("MGET", "127.0.0.1", "ok"): 1,
+            }
         finally:
             server.stop()
