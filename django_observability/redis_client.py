@@ -23,10 +23,13 @@ both are attached, once the project imports ``redis``:
   keys or values). The app enables it when tracing is on, unless
   ``OBSERVABILITY_TRACING_REDIS_SPANS = False`` or someone enabled it before
   (the ``opentelemetry-instrument`` agent: then its spans are used as they
-  are). Our timing is inside its span. Under a cache operation on
-  ``RedisCache`` or django-redis, the command spans are children of the
-  cache span (``cache.py``), whose metrics count the cache's view: hits and
-  misses.
+  are). Our timing is inside its span. As for cache operations, a command
+  sent outside any recorded span (a management command, Kombu's bookkeeping
+  in a Celery worker) starts no trace of its own: :func:`gate_redis` puts a
+  gate around the instrumentation's wrappers that suppresses the span then.
+  Under a cache operation on ``RedisCache`` or django-redis, the command
+  spans are children of the cache span (``cache.py``), whose metrics count
+  the cache's view: hits and misses.
 
 Redis Cluster clients (``RedisCluster``) are not timed: their commands go
 through a different class; the instrumentation traces them.
@@ -47,7 +50,7 @@ from django_observability.faults import fault
 from django_observability.imports import after_import
 from django_observability.metrics import get_metrics
 
-__all__ = ["enable", "server_address", "spans_enabled", "wrap_redis"]
+__all__ = ["enable", "gate_redis", "server_address", "spans_enabled", "wrap_redis"]
 
 logger = logging.getLogger("django_observability")
 
@@ -56,6 +59,7 @@ _perf_counter = time.perf_counter
 
 # (class, method name) -> (the function our wrapper replaced, our wrapper).
 _originals: dict[tuple[type, str], tuple[Any, Any]] = {}
+_gates: dict[tuple[type, str], tuple[Any, Any]] = {}
 _spans_enabled = False
 
 
@@ -167,33 +171,88 @@ def _timed_async_pipeline(original: Any) -> Any:
     return execute
 
 
-def _targets() -> list[tuple[type, str, Any]]:
+def _in_a_trace() -> bool:
+    """Whether a recorded span is current (the command's span would be its child)."""
+    from opentelemetry import trace
+
+    return trace.get_current_span().is_recording()
+
+
+def _gated(original: Any) -> Any:
+    from django_observability.tracing.api import end_suppression, suppress_spans
+
+    def gate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _in_a_trace():
+            return original(self, *args, **kwargs)
+        token = suppress_spans()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            end_suppression(token)
+
+    return gate
+
+
+def _gated_async(original: Any) -> Any:
+    from django_observability.tracing.api import end_suppression, suppress_spans
+
+    async def gate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _in_a_trace():
+            return await original(self, *args, **kwargs)
+        token = suppress_spans()
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            end_suppression(token)
+
+    return gate
+
+
+def _targets() -> list[tuple[type, str, Any, Any]]:
+    """(class, method name, our timing wrapper, our gate) for each method a command goes through."""
     import redis.client
 
-    targets: list[tuple[type, str, Any]] = [
-        (redis.client.Redis, "execute_command", _timed_command),
-        (redis.client.Pipeline, "execute", _timed_pipeline),
+    targets: list[tuple[type, str, Any, Any]] = [
+        (redis.client.Redis, "execute_command", _timed_command, _gated),
+        (redis.client.Pipeline, "execute", _timed_pipeline, _gated),
     ]
     try:
         import redis.asyncio.client as aio
     except ImportError:  # pragma: no cover - redis-py without asyncio support
         return targets
     targets += [
-        (aio.Redis, "execute_command", _timed_async_command),
-        (aio.Pipeline, "execute", _timed_async_pipeline),
+        (aio.Redis, "execute_command", _timed_async_command, _gated_async),
+        (aio.Pipeline, "execute", _timed_async_pipeline, _gated_async),
     ]
     return targets
 
 
 def wrap_redis() -> None:
     """Time redis-py's commands and pipelines (sync and async) for our metric, once."""
-    for cls, name, wrap in _targets():
+    for cls, name, wrap, _gate in _targets():
         if (cls, name) in _originals:
             continue
         original = getattr(cls, name)  # the instrumentation's wrapper, if it came first
         wrapper = wrap(original)
         _originals[(cls, name)] = (cls.__dict__.get(name), wrapper)
         setattr(cls, name, wrapper)
+
+
+def gate_redis() -> None:
+    """No command span outside a recorded span: a gate around the instrumentation's wrappers."""
+    for cls, name, _timing, gated in _targets():
+        if (cls, name) in _gates:
+            continue
+        gate = gated(getattr(cls, name))
+        _gates[(cls, name)] = (cls.__dict__.get(name), gate)
+        setattr(cls, name, gate)
+
+
+def _ungate_redis() -> None:
+    for (cls, name), (original, gate) in list(_gates.items()):
+        if cls.__dict__.get(name) is gate:
+            setattr(cls, name, original)
+        del _gates[(cls, name)]
 
 
 def unwrap_redis() -> None:
@@ -227,6 +286,7 @@ def _instrument_spans() -> None:
             return  # enabled before us (the agent): its spans are used as they are
         instrumentor.instrument(tracer_provider=provider_override())
         _spans_enabled = True
+        gate_redis()  # after it: around its wrappers
     except Exception:
         fault("redis_client.spans")
 
@@ -257,7 +317,8 @@ def spans_enabled() -> bool:
 def disable() -> None:
     """Undo :func:`enable` (for tests)."""
     global _spans_enabled
-    if _spans_enabled:  # first: its wrappers are around ours
+    _ungate_redis()  # first: the gates are around its wrappers, which are around ours
+    if _spans_enabled:
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         RedisInstrumentor().uninstrument()

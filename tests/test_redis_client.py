@@ -214,13 +214,37 @@ def test_a_stopped_server_times_out_counted_as_error(server, samples):
 
 @pytest.mark.peers
 def test_command_spans_with_the_arguments_hidden(client, traced):
-    client.set("user:42:email", "jane@example.com")
+    with trace_operation("request") as parent:
+        client.set("user:42:email", "jane@example.com")
     spans = traced.get_finished_spans()
     (command,) = [s for s in spans if s.name == "SET"]
     assert command.kind == SpanKind.CLIENT
+    assert command.parent.span_id == parent.get_span_context().span_id
     text = command.attributes.get("db.query.text") or command.attributes.get("db.statement")
     assert text == "SET ? ?"
     assert "jane" not in repr(dict(command.attributes))
+
+
+@pytest.mark.peers
+def test_a_command_outside_any_trace_starts_no_trace_of_its_own(server, client, traced, samples):
+    client.set("k", 1)  # no current span: Kombu's bookkeeping, a management command
+    pipe = client.pipeline()
+    pipe.get("k")
+    pipe.execute()
+
+    async def run():
+        aclient = redis.asyncio.Redis.from_url(server.url)
+        await aclient.get("k")
+        with trace_operation("async work"):
+            await aclient.get("k")
+        await aclient.aclose()
+
+    asyncio.run(run())
+    names = [s.name for s in traced.get_finished_spans()]
+    assert names == ["GET", "async work"]  # only the command inside a trace
+    assert counted(samples, "SET", "ok") == 1  # the metric counts them all
+    assert counted(samples, "PIPELINE", "ok") == 1
+    assert counted(samples, "GET", "ok") == 2
 
 
 @pytest.mark.peers
