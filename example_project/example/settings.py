@@ -267,6 +267,11 @@ if os.environ.get("EXAMPLE_REDIS_URL"):
     }
 OBSERVABILITY_CACHE_METRICS = True  # cache_operations_total, cache_operation_duration_seconds
 OBSERVABILITY_TRACING_CACHE_SPANS = True  # a span per operation inside a trace
+# Every command redis-py sends (RedisCache here, Kombu's Redis broker, your own
+# clients): redis_command_duration_seconds, and with tracing on a client span
+# per command from OpenTelemetry's Redis instrumentation (docs/redis.md).
+OBSERVABILITY_REDIS_METRICS = True
+OBSERVABILITY_TRACING_REDIS_SPANS = True
 # Outgoing calls (requests, httpx, urllib3): OpenTelemetry's instrumentations,
 # a client span and http_client_request_duration_seconds each. The request id
 # goes only to these hosts (our own services); the traceparent goes to all.
