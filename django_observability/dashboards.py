@@ -1096,13 +1096,16 @@ def tasks() -> dict[str, Any]:
     )
 
 
-# Dependencies: caches (cache.py) and outgoing HTTP (http_client.py), narrowed by alias
-# and by the host called.
+# Dependencies: caches (cache.py), Redis (redis_client.py) and outgoing HTTP
+# (http_client.py), narrowed by alias, by the Redis server and by the host called.
 CACHE = "cache_operation_duration_seconds"
 CACHE_OPS = "cache_operations_total"
 HTTP_CLIENT = "http_client_request_duration_seconds"
 CACHE_SEL = SEL + ', alias=~"$alias"'
 HOST_SEL = SEL + ', server_address=~"$server_address"'
+# Redis commands (redis_client.py), narrowed by the Redis server's host.
+REDIS = "redis_command_duration_seconds"
+REDIS_SEL = SEL + ', server_address=~"$redis_server"'
 # Database connections (db_connections.py), narrowed by the database alias: the pool's
 # gauges and counters exist only for aliases with Django's pool.
 CONN = "db_client_connection"
@@ -1129,6 +1132,17 @@ def server_address_var() -> dict[str, Any]:
         f'label_values({HTTP_CLIENT}_count{{job="$job"}}, server_address)',
         multi=True,
         description="Hosts the service calls over HTTP; `_other` past the label cap.",
+    )
+
+
+def redis_server_var() -> dict[str, Any]:
+    return query_var(
+        "redis_server",
+        "Redis server",
+        f'label_values({REDIS}_count{{job="$job"}}, server_address)',
+        multi=True,
+        description="Hosts of the Redis servers the service sends commands to (`unix` for "
+        "a socket); `_other` past the label cap.",
     )
 
 
@@ -1219,6 +1233,7 @@ def dependencies() -> dict[str, Any]:
             "without errors. Alert DjangoCacheErrors fires when an alias stays above 0.1 "
             "errors per second (dashed line) for 5 minutes.",
         ),
+        *redis_panels(),
         row("Outgoing HTTP"),
         panel(
             "timeseries",
@@ -1280,11 +1295,83 @@ def dependencies() -> dict[str, Any]:
         "django-dependencies",
         "Django dependencies",
         "What the service depends on: cache hit ratio, latency and errors by alias, "
-        "outgoing HTTP calls' rate, error ratio and latency by host, and database "
-        "connections and Django's connection pool by alias (django-observability).",
-        [job_var(), instance_var(), alias_var(), server_address_var(), db_alias_var()],
+        "Redis commands' rate, latency and error ratio by server, outgoing HTTP calls' "
+        "rate, error ratio and latency by host, and database connections and Django's "
+        "connection pool by alias (django-observability).",
+        [
+            job_var(),
+            instance_var(),
+            alias_var(),
+            redis_server_var(),
+            server_address_var(),
+            db_alias_var(),
+        ],
         panels,
     )
+
+
+def redis_panels() -> list[dict[str, Any]]:
+    """The "Redis" row: every command sent with redis-py, whoever sends it."""
+    commands = f"sum by (server_address) (rate({REDIS}_count{{{REDIS_SEL}}}{RATE}))"
+    failed = f'sum by (server_address) (rate({REDIS}_count{{{REDIS_SEL}, result="error"}}{RATE}))'
+    return [
+        row("Redis"),
+        panel(
+            "timeseries",
+            "Redis commands by operation and result",
+            "how many Redis commands per second does the service send, of which kind, "
+            "and how many fail?",
+            [
+                target(
+                    f"sum by (operation, result) (rate({REDIS}_count{{{REDIS_SEL}}}{RATE}))",
+                    "{{operation}} {{result}}",
+                )
+            ],
+            w=12,
+            unit="ops",
+            extra_description="Every command sent with redis-py: Django's RedisCache, "
+            "django-redis, sessions, locks and the project's own clients. A pipeline or "
+            "transaction is one PIPELINE; command names past the label cap are '_other'. "
+            "Result `error`: the command raised (refused, timed out, an error reply such "
+            "as WRONGTYPE).",
+        ),
+        panel(
+            "timeseries",
+            "Redis error ratio by server",
+            "which Redis servers fail the commands sent to them, and for what share?",
+            [target(or_zero(failed, commands), "{{server_address}}")],
+            w=12,
+            unit="percentunit",
+            alert_line=DEPENDENCY_ERROR_RATIO,
+            extra_description="Commands that raised over all commands sent to the server "
+            "(its host, `unix` for a socket); 0 for a server without errors. Alert "
+            "DjangoRedisErrorRatio fires above 10% (dashed line) for 10 minutes at more "
+            "than 0.1 commands per second.",
+        ),
+        panel(
+            "timeseries",
+            "Redis latency p95 by operation",
+            "how long do 95% of the Redis commands of each kind take?",
+            [quantile_target("0.95", REDIS, "operation", REDIS_SEL, "{{operation}}")],
+            w=12,
+            unit="s",
+            extra_description="From sending the command to its reply, as the caller waited "
+            "(a pipeline: all of its commands). Buckets run from 100 µs to 1 s: a p95 at "
+            "1 s means slower than that (a blocked server, a long KEYS, the client's "
+            "socket timeout).",
+        ),
+        panel(
+            "timeseries",
+            "Redis latency p50 by operation",
+            "how long does a typical Redis command of each kind take?",
+            [quantile_target("0.5", REDIS, "operation", REDIS_SEL, "{{operation}}")],
+            w=12,
+            unit="s",
+            extra_description="A p95 far above the p50: a few slow commands (big values, "
+            "commands over many keys); both up together: the server or the network "
+            "slowed down.",
+        ),
+    ]
 
 
 def database_connection_panels() -> list[dict[str, Any]]:

@@ -5,17 +5,19 @@ gthread workers, Prometheus multiprocess mode, a private migrated SQLite
 database with one user) with a readiness check that hangs (so readiness
 fails) and a check that warns, the example's own Celery worker with beat
 embedded (``celery -A example worker --beat``, Kombu's filesystem broker in
-the test's folder, beat's ``refresh-stats`` entry every second), and a real
-Prometheus scraping both every second, the worker's ``/metrics`` in a job of
-its own as docs/workers.md sets it up. It sends two rounds of traffic with a
-scrape in between (so that every rate has an increase to show): every kind
-of request of the example, 404s, 500s, slow requests, a request for a
-disallowed host, logins and failed logins, audited group creations, a
-database integrity error, readiness and health probes, cache reads (misses
-and hits), calls to an upstream over HTTP (the example's own echo view, one
-answering 503), and one report of each kind (one that succeeds, one that
-fails, one retried once) enqueued through gunicorn. Then it substitutes the
-dashboards' variables the way Grafana does (the tasks dashboard's ``job`` is
+the test's folder, beat's ``refresh-stats`` entry every second), a private
+``redis-server`` behind the web servers' default cache (``EXAMPLE_REDIS_URL``:
+Django's ``RedisCache``), and a real Prometheus scraping both every second,
+the worker's ``/metrics`` in a job of its own as docs/workers.md sets it up.
+It sends two rounds of traffic with a scrape in between (so that every rate
+has an increase to show): every kind of request of the example, 404s, 500s,
+slow requests, a request for a disallowed host, logins and failed logins,
+audited group creations, a database integrity error, readiness and health
+probes, cache reads (misses and hits, Redis GETs and SETs), calls to an
+upstream over HTTP (the example's own echo view, one answering 503), and one
+report of each kind (one that succeeds, one that fails, one retried once)
+enqueued through gunicorn. Then it substitutes the dashboards' variables the
+way Grafana does (the tasks dashboard's ``job`` is
 the workers' job, as deploy/README.md says to set it) and runs every panel
 query: each must parse (not HTTP 400 ``bad_data``) and return at least one
 series with a number, except the panels of Django's connection pool (the
@@ -62,7 +64,7 @@ from tests.peers import (  # noqa: E402
     total,
     wait_for,
 )
-from tests.peers_celery import CeleryWorker  # noqa: E402
+from tests.peers_celery import CeleryWorker, Redis, running_redis  # noqa: E402
 from tests.test_peers_example_worker import KINDS, post_report, project_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -434,7 +436,7 @@ class Hit:
 ROUND: tuple[Hit, ...] = (
     # First, while gunicorn's threads are free for the echo requests the upstream calls
     # make: two calls answered 200, one 503 (the view answers 200 and says so), so both
-    # outgoing statuses have series. Cache reads: a miss in each worker, then hits.
+    # outgoing statuses have series. Cache reads (on Redis): a miss, then hits.
     Hit("GET", "/api/v1/upstream/", 200),
     Hit("GET", "/api/v1/upstream/", 200),
     Hit("GET", "/api/v1/upstream/?status=503", 200),
@@ -512,6 +514,7 @@ class Stack:
     prometheus: Server
     target: str  # host:port Prometheus scrapes for the web servers
     worker_target: str  # host:port of the worker's /metrics
+    redis: Redis  # the default cache's server
 
 
 def start_prometheus(workdir: Path, jobs: dict[str, str]) -> Server:
@@ -537,7 +540,14 @@ def send_reports(base_url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """The Redis server of the stack's default cache (stopped after the stack)."""
+    with running_redis(tmp_path_factory.mktemp("dashboards-redis")) as redis:
+        yield redis
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_redis: Redis) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("dashboards")
     worker_port = free_port()
     # The example's environment with its broker folder, beat every second and the
@@ -545,11 +555,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = project_env(workdir, workdir / "db.sqlite3", worker_port)
     app = make_gunicorn("dash-gunicorn", workdir, env, workers=2, worker_class="gthread", threads=4)
     # The upstream view calls this gunicorn's own echo view: with two workers of four
-    # threads, a call never waits for the thread that makes it.
+    # threads, a call never waits for the thread that makes it. The default cache is on
+    # the private Redis: the cached view's reads and writes (and the readiness check's
+    # probe) are Redis commands; the worker keeps the example's memory cache.
     app.env.update(
         EXAMPLE_SLOW_CHECK_SECONDS="30",
         EXAMPLE_INVENTORY_DEGRADED="1",
         EXAMPLE_UPSTREAM_URL=app.url + "/api/v1/echo/",
+        EXAMPLE_REDIS_URL=stack_redis.url,
     )
     target = urllib.parse.urlsplit(app.url).netloc
     worker_target = f"127.0.0.1:{worker_port}"
@@ -599,7 +612,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             assert wait_for(lambda: total(scrape(app.url), f"{REQUEST_DURATION}_count") >= sent, 15)
             assert wait_for(lambda: seen_by_prometheus(sent), 20), prometheus.log_tail()
             assert wait_for(lambda: runs_seen_by_prometheus(number), 20), worker.log_tail()
-        yield Stack(app, worker, prometheus, target, worker_target)
+        yield Stack(app, worker, prometheus, target, worker_target, stack_redis)
     finally:
         try:
             # Both take a moment to stop gracefully (gunicorn's workers, Celery's warm
@@ -642,6 +655,27 @@ def test_outgoing_error_ratio_shows_the_failed_call(stack: Stack):
 
 
 @pytest.mark.peers
+def test_redis_panels_show_the_cache_commands(stack: Stack):
+    """The cached view's reads and writes are GETs and SETs sent to the stack's Redis, none
+    failed: the error ratio panel shows 0 for the server, not no data."""
+
+    def result_of(title: str) -> list[dict[str, Any]]:
+        [query] = [q for q in QUERIES if q.panel == title]
+        return instant(
+            stack.prometheus.url, substitute(query.expr, variable_values(query.variables))
+        )
+
+    commands = result_of("Redis commands by operation and result")
+    seen = {(s["metric"]["operation"], s["metric"]["result"]) for s in commands}
+    assert {("GET", "ok"), ("SET", "ok")} <= seen, seen
+    assert all(result == "ok" for _, result in seen), seen
+    ratio = result_of("Redis error ratio by server")
+    assert [(s["metric"]["server_address"], float(s["value"][1])) for s in ratio] == [
+        ("127.0.0.1", 0.0)
+    ], ratio
+
+
+@pytest.mark.peers
 def test_route_variable_as_grafana_escapes_it(stack: Stack):
     """Two routes picked in the multi-value variable, one with regex characters."""
     [query] = [q for q in QUERIES if q.panel == "Request rate by route"]
@@ -662,6 +696,7 @@ def test_variable_queries_list_values(stack: Stack):
         "task": {task for task, _ in TASK_RUNS},
         "alias": {"default"},  # CACHES
         "server_address": {"127.0.0.1"},  # the upstream view's calls to the echo view
+        "redis_server": {"127.0.0.1"},  # the default cache's Redis
         "db_alias": {"default"},  # DATABASES
     }
     seen: dict[str, set[str]] = collections.defaultdict(set)
