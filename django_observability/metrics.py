@@ -468,7 +468,7 @@ INSTRUMENTS: tuple[Instrument, ...] = (
         Histogram,
         "redis_command_duration_seconds",
         "Duration of Redis commands sent with redis-py (a pipeline is one PIPELINE), by "
-        "operation (capped), server address (capped) and result (ok, error).",
+        "operation (capped), server address (capped) and result (ok, error, cancelled).",
         ("operation", "server_address", "result"),
         unit="seconds",
         buckets="cache",

@@ -5,15 +5,18 @@ Whatever sends the commands (your code with redis-py, django-redis, Django's
 both are attached, once the project imports ``redis``:
 
 * **The metric** ``redis_command_duration_seconds{operation, server_address,
-  result}``: :func:`wrap_redis` times ``Redis.execute_command`` and
-  ``Pipeline.execute``, sync and async (``redis.asyncio``). ``operation`` is
+  result}``: :func:`wrap_redis` times ``Redis.execute_command``,
+  ``Pipeline.execute`` and ``Pipeline.immediate_execute_command`` (a
+  transaction's ``WATCH`` and reads), sync and async (``redis.asyncio``). ``operation`` is
   the command's name (``GET``, ``HSET``; a pipeline or transaction is one
   ``PIPELINE``), capped like other labels that come from code we do not own;
   ``server_address`` is the host of the client's connection pool (``unix``
   for a socket), capped with the outgoing HTTP hosts; ``result`` is ``ok`` or
   ``error`` (the command raised: a connection refused, a timeout, a
-  ``WRONGTYPE`` reply). A transaction aborted by ``WATCH`` is ``ok``, as the
-  instrumentation has it: the server answered. The instrumentation has no
+  ``WRONGTYPE`` reply), or ``cancelled`` when the caller gave up on it (an
+  ``asyncio`` task cancelled, ``wait_for`` timing out, gevent's ``Timeout``):
+  not the server's failure. A transaction aborted by ``WATCH`` is ``ok``, as
+  the instrumentation has it: the server answered. The instrumentation has no
   metric, and its response hook is not called for a command that raised, so
   the app times the calls itself (as it does httpx's transports). Off with
   ``OBSERVABILITY_REDIS_METRICS = False``.
@@ -25,8 +28,10 @@ both are attached, once the project imports ``redis``:
   (the ``opentelemetry-instrument`` agent: then its spans are used as they
   are). Our timing is inside its span. As for cache operations, a command
   sent outside any recorded span (a management command, Kombu's bookkeeping
-  in a Celery worker) starts no trace of its own: :func:`gate_redis` puts a
-  gate around the instrumentation's wrappers that suppresses the span then.
+  in a Celery worker) starts no trace of its own: the instrumentation gets a
+  tracer provider of ours, :class:`ChildSpansOnly`, whose tracers make no
+  span then, nor for ``FT.SEARCH`` (it would carry the query and the
+  documents found).
   Under a cache operation on ``RedisCache`` or django-redis, the command
   spans are children of the cache span (``cache.py``), whose metrics count
   the cache's view: hits and misses.
@@ -41,16 +46,20 @@ would be without us.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
+
+from opentelemetry import trace
 
 from django_observability.conf import valid_or_default
 from django_observability.faults import fault
 from django_observability.imports import after_import
 from django_observability.metrics import get_metrics
 
-__all__ = ["enable", "gate_redis", "server_address", "spans_enabled", "wrap_redis"]
+__all__ = ["ChildSpansOnly", "enable", "server_address", "spans_enabled", "wrap_redis"]
 
 logger = logging.getLogger("django_observability")
 
@@ -59,7 +68,6 @@ _perf_counter = time.perf_counter
 
 # (class, method name) -> (the function our wrapper replaced, our wrapper).
 _originals: dict[tuple[type, str], tuple[Any, Any]] = {}
-_gates: dict[tuple[type, str], tuple[Any, Any]] = {}
 _spans_enabled = False
 
 
@@ -109,6 +117,11 @@ def _timed_command(original: Any) -> Any:
             response = original(self, *args, **options)
             result = "ok"
             return response
+        except Exception:
+            raise
+        except BaseException:  # asyncio's CancelledError, gevent's Timeout
+            result = "cancelled"
+            raise
         finally:
             _record(self, _operation(args), result, _perf_counter() - start)
 
@@ -123,6 +136,11 @@ def _timed_async_command(original: Any) -> Any:
             response = await original(self, *args, **options)
             result = "ok"
             return response
+        except Exception:
+            raise
+        except BaseException:  # asyncio's CancelledError, gevent's Timeout
+            result = "cancelled"
+            raise
         finally:
             _record(self, _operation(args), result, _perf_counter() - start)
 
@@ -143,6 +161,11 @@ def _timed_pipeline(original: Any) -> Any:
             return response
         except watch_error:
             result = "ok"
+            raise
+        except Exception:
+            raise
+        except BaseException:
+            result = "cancelled"
             raise
         finally:
             _record(self, PIPELINE, result, _perf_counter() - start)
@@ -165,94 +188,52 @@ def _timed_async_pipeline(original: Any) -> Any:
         except watch_error:
             result = "ok"
             raise
+        except Exception:
+            raise
+        except BaseException:
+            result = "cancelled"
+            raise
         finally:
             _record(self, PIPELINE, result, _perf_counter() - start)
 
     return execute
 
 
-def _in_a_trace() -> bool:
-    """Whether a recorded span is current (the command's span would be its child)."""
-    from opentelemetry import trace
+def _targets() -> list[tuple[type, str, Any]]:
+    """(class, method name, our timing wrapper) for each method a command goes through.
 
-    return trace.get_current_span().is_recording()
-
-
-def _gated(original: Any) -> Any:
-    from django_observability.tracing.api import end_suppression, suppress_spans
-
-    def gate(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _in_a_trace():
-            return original(self, *args, **kwargs)
-        token = suppress_spans()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            end_suppression(token)
-
-    return gate
-
-
-def _gated_async(original: Any) -> Any:
-    from django_observability.tracing.api import end_suppression, suppress_spans
-
-    async def gate(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _in_a_trace():
-            return await original(self, *args, **kwargs)
-        token = suppress_spans()
-        try:
-            return await original(self, *args, **kwargs)
-        finally:
-            end_suppression(token)
-
-    return gate
-
-
-def _targets() -> list[tuple[type, str, Any, Any]]:
-    """(class, method name, our timing wrapper, our gate) for each method a command goes through."""
+    A pipeline sends its commands in ``execute()``, but the ``WATCH`` of a
+    transaction and the reads between it and ``MULTI`` go at once, through
+    ``immediate_execute_command()``.
+    """
     import redis.client
 
-    targets: list[tuple[type, str, Any, Any]] = [
-        (redis.client.Redis, "execute_command", _timed_command, _gated),
-        (redis.client.Pipeline, "execute", _timed_pipeline, _gated),
+    targets: list[tuple[type, str, Any]] = [
+        (redis.client.Redis, "execute_command", _timed_command),
+        (redis.client.Pipeline, "execute", _timed_pipeline),
+        (redis.client.Pipeline, "immediate_execute_command", _timed_command),
     ]
     try:
         import redis.asyncio.client as aio
     except ImportError:  # pragma: no cover - redis-py without asyncio support
         return targets
     targets += [
-        (aio.Redis, "execute_command", _timed_async_command, _gated_async),
-        (aio.Pipeline, "execute", _timed_async_pipeline, _gated_async),
+        (aio.Redis, "execute_command", _timed_async_command),
+        (aio.Pipeline, "execute", _timed_async_pipeline),
+        (aio.Pipeline, "immediate_execute_command", _timed_async_command),
     ]
-    return targets
+    return [target for target in targets if hasattr(target[0], target[1])]
 
 
 def wrap_redis() -> None:
     """Time redis-py's commands and pipelines (sync and async) for our metric, once."""
-    for cls, name, wrap, _gate in _targets():
+    for cls, name, wrap in _targets():
         if (cls, name) in _originals:
             continue
         original = getattr(cls, name)  # the instrumentation's wrapper, if it came first
         wrapper = wrap(original)
         _originals[(cls, name)] = (cls.__dict__.get(name), wrapper)
         setattr(cls, name, wrapper)
-
-
-def gate_redis() -> None:
-    """No command span outside a recorded span: a gate around the instrumentation's wrappers."""
-    for cls, name, _timing, gated in _targets():
-        if (cls, name) in _gates:
-            continue
-        gate = gated(getattr(cls, name))
-        _gates[(cls, name)] = (cls.__dict__.get(name), gate)
-        setattr(cls, name, gate)
-
-
-def _ungate_redis() -> None:
-    for (cls, name), (original, gate) in list(_gates.items()):
-        if cls.__dict__.get(name) is gate:
-            setattr(cls, name, original)
-        del _gates[(cls, name)]
 
 
 def unwrap_redis() -> None:
@@ -264,6 +245,53 @@ def unwrap_redis() -> None:
             else:
                 setattr(cls, name, original)
         del _originals[(cls, name)]
+
+
+class ChildSpansOnly(trace.TracerProvider):
+    """The tracer provider the app gives the Redis instrumentation: spans inside a trace only.
+
+    Its tracers start a span only when a recorded span is current (or given as
+    the parent); otherwise they hand back the invalid span, which records
+    nothing and which the instrumentation then leaves alone. So a command sent
+    outside any trace (a management command, a thread of your own, Kombu's
+    bookkeeping in a Celery worker) starts no trace of its own, as for cache
+    operations. ``FT.SEARCH`` gets no span at all: the instrumentation puts
+    the query and the documents found on it.
+    """
+
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _ChildTracer(self.provider.get_tracer(*args, **kwargs))
+
+
+# Span names (the instrumentation's) that never get a span: RediSearch's search.
+_UNTRACED = frozenset({"redis.search"})
+
+
+class _ChildTracer(trace.Tracer):
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self.tracer = tracer
+
+    @staticmethod
+    def _wanted(name: str, context: Any) -> bool:
+        return name not in _UNTRACED and trace.get_current_span(context).is_recording()
+
+    def start_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if not self._wanted(name, context):
+            return trace.INVALID_SPAN
+        return self.tracer.start_span(name, context, *args, **kwargs)
+
+    @contextlib.contextmanager  # type: ignore[override]
+    def start_as_current_span(
+        self, name: str, context: Any = None, *args: Any, **kwargs: Any
+    ) -> Iterator[Any]:
+        if not self._wanted(name, context):
+            yield trace.INVALID_SPAN
+            return
+        with self.tracer.start_as_current_span(name, context, *args, **kwargs) as span:
+            yield span
 
 
 def _instrument_spans() -> None:
@@ -284,9 +312,9 @@ def _instrument_spans() -> None:
         instrumentor = RedisInstrumentor()
         if instrumentor.is_instrumented_by_opentelemetry:
             return  # enabled before us (the agent): its spans are used as they are
-        instrumentor.instrument(tracer_provider=provider_override())
+        provider = provider_override() or trace.get_tracer_provider()
+        instrumentor.instrument(tracer_provider=ChildSpansOnly(provider))
         _spans_enabled = True
-        gate_redis()  # after it: around its wrappers
     except Exception:
         fault("redis_client.spans")
 
@@ -317,8 +345,7 @@ def spans_enabled() -> bool:
 def disable() -> None:
     """Undo :func:`enable` (for tests)."""
     global _spans_enabled
-    _ungate_redis()  # first: the gates are around its wrappers, which are around ours
-    if _spans_enabled:
+    if _spans_enabled:  # first: its wrappers are around ours
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         RedisInstrumentor().uninstrument()

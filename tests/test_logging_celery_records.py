@@ -98,3 +98,18 @@ def test_records_of_other_shapes_pass_untouched():
     CeleryRecordFilter().filter(record)
     assert "data" not in vars(record)
     assert "event.duration" not in vars(record)
+
+
+def test_the_records_arguments_lose_the_tasks_arguments_the_message_does_not_show():
+    """An error tracker's logging integration keeps a record's args: Celery's dict is there too."""
+    record = succeeded()
+    message = record.getMessage()
+    CeleryRecordFilter().filter(record)
+    assert "args" not in record.args
+    assert "kwargs" not in record.args
+    assert record.getMessage() == message  # Celery's message, unchanged
+    # A format of the project's own that shows them keeps them.
+    custom = celery_record("Task %(name)s%(args)s", {"name": "t", "args": "(1,)", "kwargs": "{}"})
+    CeleryRecordFilter().filter(custom)
+    assert custom.getMessage() == "Task t(1,)"
+    assert "kwargs" not in custom.args

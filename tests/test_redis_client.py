@@ -14,7 +14,7 @@ import redis
 import redis.asyncio
 from django.core.cache import caches
 from django.test import override_settings
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from django_observability import redis_client
 from django_observability.metrics import get_metrics, reset_metrics
@@ -168,6 +168,14 @@ def client(server):
 
 
 @pytest.fixture
+def traced_no_server(spans):
+    redis_client._instrument_spans()
+    assert redis_client.spans_enabled()
+    yield spans
+    redis_client.disable()
+
+
+@pytest.fixture
 def traced(spans):
     redis_client._instrument_spans()
     assert redis_client.spans_enabled()
@@ -197,6 +205,7 @@ def test_a_transaction_aborted_by_watch_is_ok(client, samples):
             pipe.execute()
     assert counted(samples, "PIPELINE", "ok") == 1
     assert counted(samples, "PIPELINE", "error") is None
+    assert counted(samples, "WATCH", "ok") == 1  # sent at once, not with the pipeline
 
 
 @pytest.mark.peers
@@ -268,10 +277,71 @@ def test_rediscache_operations_have_their_command_spans_as_children(server, trac
 @pytest.mark.peers
 def test_no_second_span_when_the_instrumentation_was_enabled_before(client, spans):
     from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    RedisInstrumentor().instrument()
+    theirs = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(theirs))
+    RedisInstrumentor().instrument(tracer_provider=provider)
     try:
         redis_client._instrument_spans()
         assert not redis_client.spans_enabled()  # theirs, used as it is
+        client.get("k")
     finally:
         RedisInstrumentor().uninstrument()
+    assert [s.name for s in theirs.get_finished_spans()] == ["GET"]  # root spans included
+    assert spans.get_finished_spans() == ()
+
+
+# --- ChildSpansOnly: the tracer provider the instrumentation gets ------------------------
+
+
+def test_a_command_in_a_trace_has_a_span_that_failed_with_it(traced_no_server):
+    with trace_operation("request"), pytest.raises(redis.ConnectionError):
+        closed_client().get("k")
+    (command,) = [s for s in traced_no_server.get_finished_spans() if s.name == "GET"]
+    assert command.status.status_code == StatusCode.ERROR
+
+
+def test_no_span_outside_a_trace_nor_for_a_search(traced_no_server):
+    client = closed_client()
+    with pytest.raises(redis.ConnectionError):
+        client.get("k")  # outside any trace
+    with trace_operation("request"), pytest.raises(redis.ConnectionError):
+        client.execute_command("FT.SEARCH", "idx", "jane@example.com")
+    assert [s.name for s in traced_no_server.get_finished_spans()] == ["request"]
+
+
+def test_uninstrumenting_and_instrumenting_again_leaves_one_span_per_command(traced_no_server):
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    RedisInstrumentor().uninstrument()  # the instrumentation's own undo works through ours
+    with trace_operation("one"), pytest.raises(redis.ConnectionError):
+        closed_client().get("k")
+    assert [s.name for s in traced_no_server.get_finished_spans()] == ["one"]
+    redis_client._spans_enabled = False
+    redis_client._instrument_spans()
+    with trace_operation("two"), pytest.raises(redis.ConnectionError):
+        closed_client().get("k")
+    names = [s.name for s in traced_no_server.get_finished_spans()]
+    assert names == ["one", "GET", "two"]
+
+
+@pytest.mark.peers
+def test_a_command_the_caller_gave_up_on_is_cancelled_not_an_error(server, samples):
+    async def run():
+        client = redis.asyncio.Redis.from_url(server.url)
+        await client.ping()
+        server.pause()
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.get("k"), timeout=0.2)
+        finally:
+            server.resume()
+        await client.aclose()
+
+    asyncio.run(run())
+    assert counted(samples, "GET", "cancelled") == 1
+    assert counted(samples, "GET", "error") is None

@@ -1,6 +1,7 @@
 """tracing/celery.py: a producer and a consumer span per task, made from Celery's signals."""
 
 import logging
+import time
 
 import pytest
 from celery import Celery, signals
@@ -39,6 +40,11 @@ def noop(secret=None):
     return 1
 
 
+@app.task(name="traced.current_span_valid")
+def current_span_valid():
+    return trace.get_current_span().get_span_context().is_valid
+
+
 @app.task(name="traced.failing")
 def failing():
     raise Boom("the card 4111-1111 was refused")
@@ -57,15 +63,52 @@ def worker():
         yield
 
 
-def kinds(spans, kind):
-    return [s for s in spans.get_finished_spans() if s.kind == kind]
+def kinds(spans, kind, expected=0, deadline=5.0):
+    """The finished spans of ``kind``; with ``expected``, waits (bounded) until there are so many.
+
+    A worker stores a task's result before ``task_postrun``, where the consumer span
+    ends: ``result.get()`` may return before the span is finished.
+    """
+    end = time.monotonic() + deadline
+    while True:
+        found = [s for s in spans.get_finished_spans() if s.kind == kind]
+        if len(found) >= expected or time.monotonic() > end:
+            return found
+        time.sleep(0.01)
 
 
 def test_no_spans_without_a_provider():
-    exporter = InMemorySpanExporter()
     assert get_tracer() is None
-    noop.apply()
-    assert exporter.get_finished_spans() == ()
+    headers = {}
+    celery_tracing.start_producing("traced.noop", "t-1", "celery", headers)
+    assert headers == {}  # no traceparent: nothing to continue
+    assert current_span_valid.apply().get() is False
+
+
+def test_a_span_is_current_in_the_task_when_tracing_is_on(spans):
+    assert current_span_valid.apply().get() is True
+    (consumer,) = kinds(spans, SpanKind.CONSUMER)
+    assert consumer.name == "run traced.current_span_valid"
+
+
+def test_an_eager_failure_that_propagates_fails_its_span(spans):
+    with pytest.raises(Boom):
+        failing.apply(throw=True)  # Celery sends no task_failure for it
+    (consumer,) = kinds(spans, SpanKind.CONSUMER)
+    assert consumer.status.status_code == StatusCode.ERROR
+    assert consumer.attributes["error.type"] == "tests.test_tracing_celery.Boom"
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_an_eager_run_where_spans_are_suppressed_makes_none(spans):
+    from django_observability.tracing import api
+
+    token = api.suppress_spans()
+    try:
+        assert current_span_valid.apply().get() is False
+    finally:
+        api.end_suppression(token)
+    assert spans.get_finished_spans() == ()
 
 
 @pytest.mark.django_db
@@ -85,8 +128,8 @@ def test_producer_and_consumer_in_the_enqueuers_trace(worker, spans):
     with get_tracer().start_as_current_span("request") as request_span:
         result = noop.apply_async(kwargs={"secret": "hunter2"})
     assert result.get(timeout=10, interval=0.01) == 1
+    (consumer,) = kinds(spans, SpanKind.CONSUMER, expected=1)
     (producer,) = kinds(spans, SpanKind.PRODUCER)
-    (consumer,) = kinds(spans, SpanKind.CONSUMER)
     assert producer.name == "enqueue traced.noop"
     assert producer.parent.span_id == request_span.get_span_context().span_id
     assert consumer.context.trace_id == request_span.get_span_context().trace_id
@@ -112,8 +155,8 @@ def test_producer_and_consumer_in_the_enqueuers_trace(worker, spans):
 
 def test_a_task_enqueued_outside_a_trace_starts_its_own(worker, spans):
     assert noop.apply_async().get(timeout=10, interval=0.01) == 1
+    (consumer,) = kinds(spans, SpanKind.CONSUMER, expected=1)
     (producer,) = kinds(spans, SpanKind.PRODUCER)
-    (consumer,) = kinds(spans, SpanKind.CONSUMER)
     assert producer.parent is None
     assert consumer.parent.span_id == producer.context.span_id
 
@@ -122,7 +165,7 @@ def test_a_failed_run_has_status_error_and_the_exceptions_class_only(worker, spa
     result = failing.apply_async()
     with pytest.raises(Boom):
         result.get(timeout=10, interval=0.01)
-    (consumer,) = kinds(spans, SpanKind.CONSUMER)
+    (consumer,) = kinds(spans, SpanKind.CONSUMER, expected=1)
     assert consumer.status.status_code == StatusCode.ERROR
     assert consumer.attributes["error.type"] == "tests.test_tracing_celery.Boom"
     assert not consumer.events  # no exception text, no traceback on the span
@@ -138,8 +181,8 @@ def test_a_retry_is_a_producer_span_in_the_first_runs_consumer_span(worker, span
     with get_tracer().start_as_current_span("request"):
         result = retried.apply_async()
     assert result.get(timeout=10, interval=0.01) == "done"
+    consumers = sorted(kinds(spans, SpanKind.CONSUMER, expected=2), key=lambda s: s.start_time)
     producers = kinds(spans, SpanKind.PRODUCER)
-    consumers = sorted(kinds(spans, SpanKind.CONSUMER), key=lambda s: s.start_time)
     assert len(producers) == 2  # one span per message
     assert len(consumers) == 2  # and per run
     first, second = consumers
@@ -195,6 +238,7 @@ def test_no_second_span_when_opentelemetrys_celery_instrumentation_is_on(worker,
     try:
         assert celery_tracing.theirs()
         assert noop.apply_async().get(timeout=10, interval=0.01) == 1
+        kinds(theirs, SpanKind.CONSUMER, expected=1)  # its consumer span, ended after the result
     finally:
         CeleryInstrumentor().uninstrument()
     assert not celery_tracing.theirs()

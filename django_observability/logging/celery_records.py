@@ -6,7 +6,9 @@ and name, the ``repr()`` of its arguments (``args``, ``kwargs``) and of its
 return value (``return_value``), the exception's text and traceback. Celery's
 text lines never show that dict, but a JSON formatter writes every extra, so
 a task's arguments (an e-mail address, a token) and its result would reach
-the log store. The filter takes ``data`` off the record; what it said that
+the log store. The filter takes ``data`` off the record, and the task's
+arguments off the record's ``args`` (the same dict, which Celery formats its
+message from, and which an error tracker's logging integration keeps); what it said that
 is worth keeping is on the line already: the task's id and name (``task.id``,
 ``task.name``, from the task context), the exception (``error.*``, for a
 record logged with ``exc_info``), and the run time of a ``succeeded`` line,
@@ -41,4 +43,23 @@ class CeleryRecordFilter(logging.Filter):
             runtime = data.get("runtime")
             if type(runtime) is float and runtime >= 0:
                 state["event.duration"] = int(runtime * 1e9)
+            if record.args is data:
+                record.args = _formatted_only(record.msg, data)
         return True
+
+
+def _formatted_only(msg: object, context: dict[str, object]) -> dict[str, object]:
+    """Celery's context as the record's arguments, without what its message does not show.
+
+    The same dict is the record's ``args`` (the message is formatted from it):
+    handlers that keep a record's arguments (an error tracker's logging
+    integration) would get the task's arguments from there. Celery's messages
+    name neither ``args`` nor ``kwargs``; one that does keeps them.
+    """
+    text = msg if isinstance(msg, str) else ""
+    return {
+        key: value for key, value in context.items() if key not in _ARGUMENTS or f"%({key})" in text
+    }
+
+
+_ARGUMENTS = ("args", "kwargs")

@@ -30,6 +30,7 @@ as it would without us; the task's own exceptions are Celery's business.
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import datetime
 from typing import Any
@@ -169,6 +170,11 @@ def postrun(
         fault("tasks.postrun")
     finally:
         try:
+            if state is None:
+                # An eager run whose exception propagates (apply(throw=True),
+                # task_eager_propagates): Celery re-raises it before task_failure,
+                # and sends task_postrun from a finally block, where it is in flight.
+                celery_tracing.mark_failed(info.id, sys.exc_info()[1])
             celery_tracing.stop_consuming(info.id)
         except Exception:
             fault("tasks.span")

@@ -149,6 +149,8 @@ def start_consuming(task_id: str, name: str, request: Any) -> None:
     if tracer is None:
         return
     if getattr(request, "is_eager", False):
+        if spans_suppressed():
+            return  # run in place where no span is wanted (a health check, an excluded path)
         parent = None  # run in place: a child of the current span
     else:
         parent = propagate.extract(request, context=otel_context.Context(), getter=_getter)

@@ -74,9 +74,9 @@ def stop_consumer(task_id: str, error_type: str | None = None) -> None:
     consuming = _CONSUMING.get()
     if consuming is None or consuming.task_id != task_id:
         return
-    _CONSUMING.reset(consuming.previous)
     span = consuming.span
     try:
+        _CONSUMING.reset(consuming.previous)
         if error_type is not None:
             span.set_attribute("error.type", error_type)
             span.set_status(_ERROR)
