@@ -53,3 +53,24 @@ def prometheus_client_oldest(session: nox.Session) -> None:
         "no:cacheprovider",
         *(session.posargs or PROMETHEUS_CLIENT_TESTS),
     )
+
+
+@nox.session(name="http-client-urllib3", python="3.12")
+def http_client_urllib3(session: nox.Session) -> None:
+    """Outgoing HTTP with opentelemetry-instrumentation-urllib3 too (the ``http`` extra).
+
+    Each release of an OpenTelemetry instrumentation pins the instrumentation
+    base of the same release, and urllib3's may lag behind the others on PyPI
+    (0.66b2 was missing): pip then installs the newest set of releases that
+    agree, here, rather than hold the main environment back."""
+    session.install("-e", ".[test,http]")
+    session.run("python", "-c", "import opentelemetry.instrumentation.urllib3")
+    session.run(
+        "pytest",
+        "-m",
+        "not peers and not bench",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *(session.posargs or ["tests/test_http_client.py"]),
+    )

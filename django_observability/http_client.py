@@ -9,13 +9,16 @@ itself; then its spans are used as they are, without our metric). What we add
 goes through the instrumentations' own seams, so there is never a second span
 for a call:
 
-* **The metric.** Each instrumentation times the call and records the
+* **The metric.** requests' instrumentation times the call and records the
   duration in a histogram it gets from the meter provider it is given. The
-  app gives it :class:`MetricsBridge`, which hands that one histogram to
+  app gives it :func:`meter_provider`, which hands that one histogram to
   ``http_client_request_duration_seconds{method, server_address, status}``
   (everything else it asks for is a no-op). So a call that fails without a
   response is counted too (``status="error"``), which the response hooks
-  never see. ``server_address`` comes from outside the URLconf: it is capped
+  never see. httpx's and urllib3's instrumentations record nothing for a
+  call that raised: the app times those itself (:func:`wrap_httpx`,
+  :func:`wrap_urllib3`) and gives them no meter. ``server_address`` comes
+  from outside the URLconf: it is capped
   by ``OBSERVABILITY_METRICS_LABEL_CAP`` (``_other``).
 * **The stable HTTP conventions.** The instrumentations follow
   ``OTEL_SEMCONV_STABILITY_OPT_IN``, which the first instrumentation enabled in
@@ -42,6 +45,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +63,7 @@ __all__ = [
     "meter_provider",
     "request_id_header",
     "wrap_httpx",
+    "wrap_urllib3",
 ]
 
 logger = logging.getLogger("django_observability")
@@ -75,6 +80,8 @@ INSTRUMENTATIONS: dict[str, tuple[str, str, str]] = {
 }
 
 _perf_counter = time.perf_counter
+# Timed by the app rather than through the instrumentation's meter (which misses failures).
+_TIMED_BY_US = frozenset({"httpx", "urllib3"})
 
 _NEW_HISTOGRAM = "http.client.request.duration"  # seconds, the stable conventions
 _OLD_HISTOGRAM = "http.client.duration"  # milliseconds, the old ones
@@ -316,6 +323,86 @@ def unwrap_httpx() -> None:
         del _httpx_originals[(cls, name)]
 
 
+# --- urllib3: timed at its connection pools ---------------------------------------------------
+
+# The call of HTTPConnectionPool.urlopen being timed in this context: its retries and
+# redirects, urlopen calling itself, belong to that call.
+_URLLIB3_CALL: ContextVar[bool] = ContextVar("django_observability_urllib3_call", default=False)
+_urllib3_original: Any = None
+_urllib3_wrapper: Any = None
+
+
+def _no_http_suppression() -> bool:
+    return True
+
+
+def _http_enabled_check() -> Callable[[], bool]:
+    try:
+        from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+    except ImportError:  # pragma: no cover - installed with any instrumentation
+        return _no_http_suppression
+    return is_http_instrumentation_enabled  # type: ignore[no-any-return]
+
+
+def _timed_urlopen(original: Any) -> Any:
+    # Whether no HTTP instrumentation up the stack times this call (requests over urllib3).
+    http_enabled = _http_enabled_check()
+
+    def urlopen(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        if _URLLIB3_CALL.get() or not http_enabled():
+            return original(self, method, url, *args, **kwargs)
+        token = _URLLIB3_CALL.set(True)
+        status = "error"
+        start = _perf_counter()
+        try:
+            response = original(self, method, url, *args, **kwargs)
+            status = str(getattr(response, "status", "error"))
+            return response
+        finally:
+            _URLLIB3_CALL.reset(token)
+            seconds = _perf_counter() - start
+            try:
+                metrics = get_metrics()
+                if metrics is not None:
+                    host = str(getattr(self, "host", None) or "unknown")
+                    metrics.record_http_client(str(method), host, status, seconds)
+            except Exception:
+                fault("http_client.metrics")
+
+    return urlopen
+
+
+def wrap_urllib3() -> None:
+    """Time urllib3's calls for our metric, once; after its instrumentation (around its span).
+
+    Its instrumentation records no duration for a call that raised, so the app
+    times the calls itself; a call made by requests (whose instrumentation
+    times it) is left to requests.
+    """
+    global _urllib3_original, _urllib3_wrapper
+    from urllib3.connectionpool import HTTPConnectionPool
+
+    if _urllib3_wrapper is not None:
+        return
+    _urllib3_original = HTTPConnectionPool.__dict__["urlopen"]
+    # Through the class: the instrumentation's wrapper (wrapt) then takes the pool from
+    # the first argument, as it does for a method called on an instance.
+    _urllib3_wrapper = _timed_urlopen(HTTPConnectionPool.urlopen)
+    HTTPConnectionPool.urlopen = _urllib3_wrapper  # type: ignore[method-assign]
+
+
+def unwrap_urllib3() -> None:
+    """Undo :func:`wrap_urllib3` where our wrapper is still the method (for tests)."""
+    global _urllib3_original, _urllib3_wrapper
+    if _urllib3_wrapper is None:
+        return
+    from urllib3.connectionpool import HTTPConnectionPool
+
+    if HTTPConnectionPool.__dict__.get("urlopen") is _urllib3_wrapper:
+        HTTPConnectionPool.urlopen = _urllib3_original  # type: ignore[method-assign]
+    _urllib3_original = _urllib3_wrapper = None
+
+
 # --- enabling ------------------------------------------------------------------------------------
 
 
@@ -334,13 +421,23 @@ def _provider() -> Any:
 
 
 def _instrument(name: str) -> None:
-    import importlib
-
     if name == "httpx":
         try:
             wrap_httpx()  # before the instrumentation: its span is around our timing
         except Exception:
             fault("http_client.httpx")
+    try:
+        _instrument_spans(name)
+    finally:
+        if name == "urllib3":
+            try:
+                wrap_urllib3()  # after the instrumentation: around its span, see there
+            except Exception:
+                fault("http_client.urllib3")
+
+
+def _instrument_spans(name: str) -> None:
+    import importlib
 
     _library, module, class_name = INSTRUMENTATIONS[name]
     try:
@@ -353,17 +450,16 @@ def _instrument(name: str) -> None:
     try:
         instrumentor = instrumentor_class()
         if instrumentor.is_instrumented_by_opentelemetry:
-            if name not in _enabled:
+            if name not in _enabled and name == "requests":
                 logger.info(
-                    "django_observability: %s was instrumented before the app could: its spans "
-                    "are kept, http_client_request_duration_seconds does not count its calls",
-                    name,
+                    "django_observability: requests was instrumented before the app could: its "
+                    "spans are kept, http_client_request_duration_seconds does not count its calls"
                 )
             return
-        if name == "httpx":
+        if name in _TIMED_BY_US:
             from opentelemetry.metrics import NoOpMeterProvider
 
-            meters = NoOpMeterProvider()  # timed by wrap_httpx() instead
+            meters = NoOpMeterProvider()  # timed by wrap_httpx() / wrap_urllib3() instead
         else:
             meters = meter_provider()
         instrumentor.instrument(tracer_provider=_provider(), meter_provider=meters, **_hooks(name))
@@ -396,6 +492,7 @@ def disable() -> None:
     """Undo :func:`enable` for what it enabled (for tests)."""
     import importlib
 
+    unwrap_urllib3()  # first: around the instrumentation's wrapper
     for name in list(_enabled):
         _library, module, class_name = INSTRUMENTATIONS[name]
         getattr(importlib.import_module(module), class_name)().uninstrument()

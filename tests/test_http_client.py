@@ -232,3 +232,51 @@ def test_setting_none_enables_nothing(settings):
     settings.OBSERVABILITY_HTTP_CLIENT_INSTRUMENTATIONS = []
     http_client.enable()
     assert http_client.enabled() == frozenset()
+
+
+def test_urllib3_calls_are_timed_once_with_failures_and_requests_calls_once(upstream, samples):
+    """urllib3 is timed by the app (its instrumentation, when installed, counts no failure),
+    and a call made by requests, which requests' instrumentation times, is not counted again."""
+    import urllib3
+
+    pool = urllib3.PoolManager()
+    assert pool.request("GET", f"{upstream.url}/status/202").status == 202
+    assert duration_count(samples, "202") == 1
+    with pytest.raises(urllib3.exceptions.NewConnectionError):
+        pool.request("GET", f"http://127.0.0.1:{free_port()}/", retries=False)
+    assert duration_count(samples, "error") == 1
+    # Retries are urlopen calling itself: one call, counted once.
+    with pytest.raises(urllib3.exceptions.MaxRetryError):
+        pool.request("GET", f"http://127.0.0.1:{free_port()}/", retries=2)
+    assert duration_count(samples, "error") == 2
+    requests.get(f"{upstream.url}/status/203", timeout=5)
+    assert duration_count(samples, "203") == 1
+
+
+def test_urllib3_spans_carry_the_trace_and_the_request_id_where_allowed(
+    upstream, spans, samples, request_id, settings
+):
+    """Runs where opentelemetry-instrumentation-urllib3 is installed: the nox session
+    ``http-client-urllib3`` (its release matching the main environment's SDK may not be on
+    PyPI; that session installs the newest set of releases that agree)."""
+    pytest.importorskip("opentelemetry.instrumentation.urllib3")
+    import urllib3
+
+    assert "urllib3" in http_client.enabled()
+    pool = urllib3.PoolManager()
+    with tracing.trace_operation("the request") as outer:
+        assert pool.request("GET", f"{upstream.url}/status/202").status == 202
+    assert "x-request-id" not in upstream.received[-1]  # default: no host
+    assert duration_count(samples, "202") == 1  # once, not by its meter and ours
+    (span,) = client_spans(spans)
+    assert span.parent.span_id == outer.get_span_context().span_id
+    assert span.attributes["http.request.method"] == "GET"
+    assert span.attributes["http.response.status_code"] == 202
+    assert upstream.received[-1]["traceparent"].split("-")[2] == f"{span.context.span_id:016x}"
+    settings.OBSERVABILITY_HTTP_CLIENT_REQUEST_ID_HOSTS = ["127.0.0.1"]
+    pool.request("GET", upstream.url)
+    assert upstream.received[-1]["x-request-id"] == request_id
+    # requests calls urllib3: one span per call, the requests instrumentation's.
+    before = len(client_spans(spans))
+    requests.get(upstream.url, timeout=5)
+    assert len(client_spans(spans)) == before + 1
