@@ -21,6 +21,9 @@ PROMETHEUS_CLIENT_TESTS = [
     "tests/test_tasks_worker.py",
 ]
 
+# Unit tests only: the real peers run once, on the main interpreter (`make test`).
+UNIT = ("-m", "not peers and not bench", "-q", "-p", "no:cacheprovider")
+
 COMBINATIONS = [
     ("3.12", "6.0"),
     ("3.13", "6.1"),
@@ -33,9 +36,7 @@ COMBINATIONS = [
 def unit(session: nox.Session, django: str) -> None:
     session.install(f"django~={django}.0", "-e", ".[test]")
     session.run("python", "-c", "import django, sys; print(sys.version, django.get_version())")
-    session.run(
-        "pytest", "-m", "not peers and not bench", "-q", "-p", "no:cacheprovider", *session.posargs
-    )
+    session.run("pytest", *UNIT, *session.posargs)
 
 
 @nox.session(name="prometheus-client-oldest", python="3.12")
@@ -44,15 +45,7 @@ def prometheus_client_oldest(session: nox.Session) -> None:
     support: metrics_store/ reads and writes its multiprocess files, exposition.py uses
     its encoders, exemplars.py its sample types (the rest of the suite runs on the newest)."""
     session.install("-e", ".[test]", "prometheus-client==0.23.1")
-    session.run(
-        "pytest",
-        "-m",
-        "not peers and not bench",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *(session.posargs or PROMETHEUS_CLIENT_TESTS),
-    )
+    session.run("pytest", *UNIT, *(session.posargs or PROMETHEUS_CLIENT_TESTS))
 
 
 @nox.session(name="http-client-urllib3", python="3.12")
@@ -65,12 +58,4 @@ def http_client_urllib3(session: nox.Session) -> None:
     agree, here, rather than hold the main environment back."""
     session.install("-e", ".[test,http]")
     session.run("python", "-c", "import opentelemetry.instrumentation.urllib3")
-    session.run(
-        "pytest",
-        "-m",
-        "not peers and not bench",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        *(session.posargs or ["tests/test_http_client.py"]),
-    )
+    session.run("pytest", *UNIT, *(session.posargs or ["tests/test_http_client.py"]))
