@@ -1333,7 +1333,8 @@ def redis_panels() -> list[dict[str, Any]]:
             "django-redis, sessions, locks and the project's own clients. A pipeline or "
             "transaction is one PIPELINE; command names past the label cap are '_other'. "
             "Result `error`: the command raised (refused, timed out, an error reply such "
-            "as WRONGTYPE).",
+            "as WRONGTYPE); `cancelled`: the caller gave up on it (an asyncio task "
+            "cancelled, a gevent Timeout), not counted as an error.",
         ),
         panel(
             "timeseries",

@@ -47,6 +47,7 @@ would be without us.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -109,75 +110,49 @@ def _watch_error() -> type[BaseException]:
     return WatchError
 
 
-def _timed_command(original: Any) -> Any:
-    def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        result = "error"
-        start = _perf_counter()
-        try:
-            response = original(self, *args, **options)
-            result = "ok"
-            return response
-        except Exception:
-            raise
-        except BaseException:  # asyncio's CancelledError, gevent's Timeout
-            result = "cancelled"
-            raise
-        finally:
-            _record(self, _operation(args), result, _perf_counter() - start)
-
-    return execute_command
+def _sends_nothing(client: Any, pipeline: bool) -> bool:
+    """An empty pipeline's ``execute()``: no round trip, nothing to time."""
+    return pipeline and not getattr(client, "command_stack", True)
 
 
-def _timed_async_command(original: Any) -> Any:
-    async def execute_command(self: Any, *args: Any, **options: Any) -> Any:
-        result = "error"
-        start = _perf_counter()
-        try:
-            response = await original(self, *args, **options)
-            result = "ok"
-            return response
-        except Exception:
-            raise
-        except BaseException:  # asyncio's CancelledError, gevent's Timeout
-            result = "cancelled"
-            raise
-        finally:
-            _record(self, _operation(args), result, _perf_counter() - start)
+def _timed(original: Any, pipeline: bool = False) -> Any:
+    """``original`` (a command's or a pipeline's method) timed for the metric.
 
-    return execute_command
+    A pipeline is one ``PIPELINE``; a transaction it ran that ``WATCH``
+    aborted is ``ok`` (the server answered).
+    """
+    answered: tuple[type[BaseException], ...] = (_watch_error(),) if pipeline else ()
 
-
-def _timed_pipeline(original: Any) -> Any:
-    watch_error = _watch_error()
-
-    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not getattr(self, "command_stack", True):
-            return original(self, *args, **kwargs)  # nothing to send: no round trip
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _sends_nothing(self, pipeline):
+            return original(self, *args, **kwargs)
         result = "error"
         start = _perf_counter()
         try:
             response = original(self, *args, **kwargs)
             result = "ok"
             return response
-        except watch_error:
+        except answered:
             result = "ok"
             raise
         except Exception:
             raise
-        except BaseException:
+        except BaseException:  # gevent's Timeout: the caller gave up
             result = "cancelled"
             raise
         finally:
-            _record(self, PIPELINE, result, _perf_counter() - start)
+            seconds = _perf_counter() - start
+            _record(self, PIPELINE if pipeline else _operation(args), result, seconds)
 
-    return execute
+    return timed
 
 
-def _timed_async_pipeline(original: Any) -> Any:
-    watch_error = _watch_error()
+def _timed_async(original: Any, pipeline: bool = False) -> Any:
+    """:func:`_timed` for ``redis.asyncio``'s coroutine methods."""
+    answered: tuple[type[BaseException], ...] = (_watch_error(),) if pipeline else ()
 
-    async def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not getattr(self, "command_stack", True):
+    async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _sends_nothing(self, pipeline):
             return await original(self, *args, **kwargs)
         result = "error"
         start = _perf_counter()
@@ -185,18 +160,19 @@ def _timed_async_pipeline(original: Any) -> Any:
             response = await original(self, *args, **kwargs)
             result = "ok"
             return response
-        except watch_error:
+        except answered:
             result = "ok"
             raise
         except Exception:
             raise
-        except BaseException:
+        except BaseException:  # asyncio's CancelledError: the caller gave up
             result = "cancelled"
             raise
         finally:
-            _record(self, PIPELINE, result, _perf_counter() - start)
+            seconds = _perf_counter() - start
+            _record(self, PIPELINE if pipeline else _operation(args), result, seconds)
 
-    return execute
+    return timed
 
 
 def _targets() -> list[tuple[type, str, Any]]:
@@ -209,18 +185,18 @@ def _targets() -> list[tuple[type, str, Any]]:
     import redis.client
 
     targets: list[tuple[type, str, Any]] = [
-        (redis.client.Redis, "execute_command", _timed_command),
-        (redis.client.Pipeline, "execute", _timed_pipeline),
-        (redis.client.Pipeline, "immediate_execute_command", _timed_command),
+        (redis.client.Redis, "execute_command", _timed),
+        (redis.client.Pipeline, "execute", functools.partial(_timed, pipeline=True)),
+        (redis.client.Pipeline, "immediate_execute_command", _timed),
     ]
     try:
         import redis.asyncio.client as aio
     except ImportError:  # pragma: no cover - redis-py without asyncio support
         return targets
     targets += [
-        (aio.Redis, "execute_command", _timed_async_command),
-        (aio.Pipeline, "execute", _timed_async_pipeline),
-        (aio.Pipeline, "immediate_execute_command", _timed_async_command),
+        (aio.Redis, "execute_command", _timed_async),
+        (aio.Pipeline, "execute", functools.partial(_timed_async, pipeline=True)),
+        (aio.Pipeline, "immediate_execute_command", _timed_async),
     ]
     return [target for target in targets if hasattr(target[0], target[1])]
 
