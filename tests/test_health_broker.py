@@ -20,7 +20,8 @@ from django.test import Client, override_settings
 from django_observability.health import registry
 from django_observability.health.base import FAIL, PASS, HealthError
 from django_observability.health.broker import BrokerCheck, broker_url, connection_options
-from django_observability.health.runner import CheckSpec, run_check, runner
+from django_observability.health.runner import CheckSpec, run_check
+from tests.health_state import fresh_health  # noqa: F401
 
 BROKER = "django_observability.health.broker.BrokerCheck"
 
@@ -28,15 +29,6 @@ BROKER = "django_observability.health.broker.BrokerCheck"
 test_app = Celery(
     "test_health_broker", broker="redis://:s3cret@127.0.0.1:1/0", set_as_current=False
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_health():
-    runner.clear()
-    registry.reset()
-    yield
-    runner.clear()
-    registry.reset()
 
 
 @pytest.fixture

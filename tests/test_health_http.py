@@ -22,22 +22,14 @@ from django.test import Client, override_settings  # noqa: E402
 from django_observability.health import registry  # noqa: E402
 from django_observability.health.base import FAIL, PASS, HealthError  # noqa: E402
 from django_observability.health.http import HttpCheck, expected_statuses  # noqa: E402
-from django_observability.health.runner import CheckSpec, run_check, runner  # noqa: E402
+from django_observability.health.runner import CheckSpec, run_check  # noqa: E402
 from tests.fake_peers import server_context  # noqa: E402
+from tests.health_state import fresh_health  # noqa: E402, F401
 
 # The fixtures silent_port, refused_port and tls_files.
 pytest_plugins = ["tests.fake_peers"]
 
 HTTP_CHECK = "django_observability.health.http.HttpCheck"
-
-
-@pytest.fixture(autouse=True)
-def fresh_health():
-    runner.clear()
-    registry.reset()
-    yield
-    runner.clear()
-    registry.reset()
 
 
 class Upstream(http.server.ThreadingHTTPServer):

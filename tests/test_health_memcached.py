@@ -16,23 +16,15 @@ from django.test import Client, override_settings  # noqa: E402
 from django_observability.health import registry  # noqa: E402
 from django_observability.health.base import FAIL, PASS, HealthError  # noqa: E402
 from django_observability.health.memcached import MemcachedCheck, MemcachedServer, cache_servers  # noqa: E402
-from django_observability.health.runner import CheckSpec, run_check, runner  # noqa: E402
+from django_observability.health.runner import CheckSpec, run_check  # noqa: E402
 from tests.fake_peers import FakeServer, Peer  # noqa: E402
+from tests.health_state import fresh_health  # noqa: E402, F401
 
 # The fixtures silent_port, refused_port and tls_files.
 pytest_plugins = ["tests.fake_peers"]
 
 MEMCACHED = "django_observability.health.memcached.MemcachedCheck"
 PYMEMCACHE = "django.core.cache.backends.memcached.PyMemcacheCache"
-
-
-@pytest.fixture(autouse=True)
-def fresh_health():
-    runner.clear()
-    registry.reset()
-    yield
-    runner.clear()
-    registry.reset()
 
 
 def memcached_like(reply: bytes = b"VERSION 1.6.18\r\n"):

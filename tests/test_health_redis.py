@@ -18,23 +18,15 @@ from django.test import Client, override_settings  # noqa: E402
 from django_observability.health import registry  # noqa: E402
 from django_observability.health.base import FAIL, PASS, HealthError  # noqa: E402
 from django_observability.health.redis import RedisCheck, RedisServer, cache_servers  # noqa: E402
-from django_observability.health.runner import CheckSpec, run_check, runner  # noqa: E402
+from django_observability.health.runner import CheckSpec, run_check  # noqa: E402
 from tests.fake_peers import FakeServer, Peer  # noqa: E402
+from tests.health_state import fresh_health  # noqa: E402, F401
 
 # The fixtures silent_port, refused_port and tls_files.
 pytest_plugins = ["tests.fake_peers"]
 
 REDIS = "django_observability.health.redis.RedisCheck"
 DJANGO_REDIS = "django.core.cache.backends.redis.RedisCache"
-
-
-@pytest.fixture(autouse=True)
-def fresh_health():
-    runner.clear()
-    registry.reset()
-    yield
-    runner.clear()
-    registry.reset()
 
 
 def resp_lines(peer: Peer, count: int) -> list[bytes] | None:

@@ -49,6 +49,7 @@ from django_observability.health import registry  # noqa: E402
 from django_observability.health.base import FAIL, PASS, HealthError  # noqa: E402
 from django_observability.health.broker import BrokerCheck  # noqa: E402
 from django_observability.health.runner import CheckSpec, run_check, runner  # noqa: E402
+from tests.health_state import fresh_health  # noqa: E402, F401
 from tests.peers import free_port, stop_process, wait_for  # noqa: E402
 from tests.peers_celery import CeleryWorker, celery_app_env, running_worker  # noqa: E402
 
@@ -255,15 +256,6 @@ def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
     # Nothing of it left listening: node, distribution, epmd.
     for port in (node.port, node.dist_port, node.epmd_port):
         assert not listening(port), port
-
-
-@pytest.fixture(autouse=True)
-def fresh_health() -> Iterator[None]:
-    runner.clear()
-    registry.reset()
-    yield
-    runner.clear()
-    registry.reset()
 
 
 @pytest.fixture
